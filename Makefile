@@ -1,0 +1,30 @@
+SHELL := /bin/bash
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+NPM_STAMP := node_modules/.package-lock.json
+
+.PHONY: run build test typecheck deps system-deps clean
+
+run: build
+	node dist/main.js --config config/limits.yaml
+
+build: $(NPM_STAMP)
+	npx tsc -p tsconfig.build.json
+	cp src/quota/*.lua dist/quota/
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+deps: $(NPM_STAMP) system-deps
+
+# Debian packages the tests use, installed only when missing.
+system-deps:
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y redis-server; }
+
+typecheck: $(NPM_STAMP)
+	npx tsc --noEmit -p .
+
+test: deps typecheck
+	npx vitest run
+
+clean:
+	rm -rf dist node_modules

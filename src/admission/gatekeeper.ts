@@ -1,0 +1,200 @@
+import type { ConfigSnapshot } from '../config/snapshot.js';
+import { identify } from '../identity/identify.js';
+import { BadRequestError, modelFromPath, parseOpenAIRequest } from '../openai/request.js';
+import { errorBody, rateLimitHeaders, retryAfterSeconds, type OpenAIError } from '../openai/responses.js';
+import type { Admission, QuotaEngine } from '../quota/engine.js';
+import { StoreUnavailableError } from '../quota/store.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import type { PromptTokenCounter } from '../tokens/counter.js';
+
+/** The parts of an HTTP request that admission looks at, independent of how they arrived. */
+export interface RequestView {
+  readonly method: string;
+  /** :path, query string included. */
+  readonly path: string;
+  /** Lower-case header names. */
+  readonly headers: ReadonlyMap<string, string>;
+  readonly body: string;
+  /** Envoy sent only the first max_request_bytes of the body. */
+  readonly bodyTruncated: boolean;
+  readonly filterMetadata: Readonly<Record<string, unknown>>;
+}
+
+export type Verdict =
+  | {
+      readonly kind: 'allow';
+      readonly user: string;
+      /** Absent for requests that name no model and are let through uncharged (GET /v1/models). */
+      readonly charge?: {
+        readonly model: string;
+        readonly promptTokens: number;
+        readonly reservedTokens: number;
+        readonly reservationId: string;
+      };
+      /** Headers to add to the response the client receives. */
+      readonly responseHeaders: Readonly<Record<string, string>>;
+    }
+  | {
+      readonly kind: 'deny';
+      readonly status: number;
+      readonly body: string;
+      readonly headers: Readonly<Record<string, string>>;
+      /** For metrics and logs: the limit or the kind of refusal. */
+      readonly reason: string;
+    };
+
+const BODYLESS_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * Decides one request: who is calling, which model, how many prompt tokens, and whether the quota
+ * has room. Store failures are rethrown as StoreUnavailableError when the config says fail open, so
+ * the transport can fail the call and let Envoy's failure_mode_allow decide.
+ */
+export class Gatekeeper {
+  constructor(
+    private readonly deps: {
+      readonly config: () => ConfigSnapshot;
+      readonly engine: QuotaEngine;
+      readonly counter: PromptTokenCounter;
+      readonly metrics: Metrics;
+      readonly logger: Logger;
+    },
+  ) {}
+
+  async decide(request: RequestView): Promise<Verdict> {
+    const verdict = await this.decideUncounted(request);
+    const { metrics, logger } = this.deps;
+    if (verdict.kind === 'allow') {
+      metrics.decisions.inc({ result: 'allowed', reason: verdict.charge ? 'within_limits' : 'uncharged' });
+      if (verdict.charge) metrics.reservedTokens.inc({ model: verdict.charge.model }, verdict.charge.reservedTokens);
+      logger.debug({ decision: 'allow', user: verdict.user, ...verdict.charge }, 'check');
+    } else {
+      metrics.decisions.inc({ result: 'denied', reason: verdict.reason });
+      logger.debug({ decision: 'deny', status: verdict.status, reason: verdict.reason }, 'check');
+    }
+    return verdict;
+  }
+
+  private async decideUncounted(request: RequestView): Promise<Verdict> {
+    const config = this.deps.config();
+    const identity = identify({ headers: request.headers, filterMetadata: request.filterMetadata }, config);
+    if ('error' in identity) {
+      return deny(401, 'unauthenticated', {
+        message: identity.error,
+        type: 'invalid_request_error',
+        param: null,
+        code: 'invalid_api_key',
+      });
+    }
+    const { user } = identity;
+
+    const bodyBytes = Buffer.byteLength(request.body, 'utf8');
+    if (request.bodyTruncated || bodyBytes > config.settings.maxBodyBytes) {
+      return deny(413, 'body_too_large', {
+        message: `The request body is larger than tokenwarden accepts (${config.settings.maxBodyBytes} bytes), so its tokens cannot be counted.`,
+        type: 'invalid_request_error',
+        param: null,
+        code: 'request_too_large',
+      });
+    }
+
+    if (bodyBytes === 0 && BODYLESS_METHODS.has(request.method.toUpperCase()) && !modelFromPath(request.path)) {
+      return { kind: 'allow', user, responseHeaders: {} };
+    }
+
+    let parsed;
+    try {
+      parsed = parseOpenAIRequest(bodyBytes === 0 ? '{}' : request.body, request.path);
+    } catch (err) {
+      if (!(err instanceof BadRequestError)) throw err;
+      return deny(400, 'bad_request', { message: err.message, type: 'invalid_request_error', param: err.param, code: null });
+    }
+
+    const model = parsed.model ?? modelFromPath(request.path) ?? config.settings.defaultModel;
+    if (model === undefined) {
+      return deny(400, 'bad_request', {
+        message: "The request names no model: give 'model' in the JSON body.",
+        type: 'invalid_request_error',
+        param: 'model',
+        code: null,
+      });
+    }
+    if (!config.hasModel(model)) {
+      return deny(404, 'unknown_model', {
+        message: `The model '${model}' does not exist or is not served here.`,
+        type: 'invalid_request_error',
+        param: 'model',
+        code: 'model_not_found',
+      });
+    }
+
+    const promptTokens = await this.deps.counter.count(parsed);
+    let admission: Admission;
+    try {
+      admission = await this.deps.engine.admit({
+        user,
+        model,
+        promptTokens,
+        maxTokens: parsed.maxTokens,
+        requestId: request.headers.get('x-request-id'),
+      });
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError)) throw err;
+      this.deps.metrics.storeErrors.inc({ operation: 'reserve' });
+      this.deps.logger.warn({ err: err.message, failOpen: config.settings.failOpen }, 'quota store unavailable');
+      if (config.settings.failOpen) throw err;
+      return deny(503, 'store_unavailable', {
+        message: 'The quota service is temporarily unavailable. Please retry shortly.',
+        type: 'server_error',
+        param: null,
+        code: 'quota_unavailable',
+      });
+    }
+
+    if (admission.admitted) {
+      return {
+        kind: 'allow',
+        user,
+        charge: { model, promptTokens, reservedTokens: admission.reservedTokens, reservationId: admission.reservationId },
+        responseHeaders: rateLimitHeaders(admission.view),
+      };
+    }
+    return denyByLimit(admission, model);
+  }
+}
+
+function deny(status: number, reason: string, error: OpenAIError, headers: Record<string, string> = {}): Verdict {
+  return { kind: 'deny', status, reason, body: errorBody(error), headers: { 'content-type': 'application/json', ...headers } };
+}
+
+const LIMIT_WORDING: Record<string, string> = {
+  tokensPerMinute: 'tokens per minute',
+  tokensPerHour: 'tokens per hour',
+  tokensPerDay: 'tokens per day',
+  requestsPerMinute: 'requests per minute',
+  maxConcurrentRequests: 'concurrent requests',
+};
+
+function denyByLimit(admission: Extract<Admission, { admitted: false }>, model: string): Verdict {
+  const wording = LIMIT_WORDING[admission.limit];
+  const isTokens = admission.limit.startsWith('tokens');
+  const neverFits = admission.retryAfterMs === undefined;
+  const message = neverFits
+    ? `Request too large for ${model} on ${wording}: Limit ${admission.limitValue}, Requested ${admission.requested}. ` +
+      (isTokens ? 'Reduce the prompt or max_tokens; retrying will not help.' : 'Retrying will not help.')
+    : `Rate limit reached for ${model} on ${wording}: Limit ${admission.limitValue}, Requested ${admission.requested}. ` +
+      `Please try again in ${retryAfterSeconds(admission.retryAfterMs!)}s.`;
+  // A request that can never fit still gets a retry-after (the contract's 429 always has one): the window's length.
+  const retryMs = admission.retryAfterMs ?? (admission.limit === 'tokensPerDay' ? 86_400_000 : admission.limit === 'tokensPerHour' ? 3_600_000 : 60_000);
+  return deny(
+    429,
+    admission.limit,
+    { message, type: isTokens ? 'tokens' : 'requests', param: null, code: 'rate_limit_exceeded' },
+    {
+      'retry-after': String(retryAfterSeconds(retryMs)),
+      'x-tokenwarden-limit': admission.limit,
+      ...rateLimitHeaders(admission.view),
+    },
+  );
+}

@@ -1,0 +1,95 @@
+import { Gatekeeper } from './admission/gatekeeper.js';
+import type { ConfigSnapshot } from './config/snapshot.js';
+import { startGrpcServer, type GrpcServer } from './envoy/server.js';
+import { startHttpServer, type HttpServer } from './http/server.js';
+import { QuotaEngine, type Clock } from './quota/engine.js';
+import { MemoryStore } from './quota/memory-store.js';
+import { RedisStore, redactUrl } from './quota/redis-store.js';
+import type { QuotaStore } from './quota/store.js';
+import { createLogger, type Logger } from './telemetry/logger.js';
+import { createMetrics, type Metrics } from './telemetry/metrics.js';
+import { CharacterEstimateCounter } from './tokens/character-estimate.js';
+
+export interface AppOptions {
+  readonly grpcAddr: string;
+  readonly httpAddr: string;
+  readonly config: ConfigSnapshot;
+  readonly store: { kind: 'memory' } | { kind: 'redis'; url: string };
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  readonly processMetrics?: boolean;
+}
+
+export interface App {
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly metrics: Metrics;
+  /** Swaps in a new configuration; requests already deciding keep the one they started with. */
+  setConfig(config: ConfigSnapshot): void;
+  close(): Promise<void>;
+}
+
+/** Wires the store, engine, gatekeeper and both servers together. */
+export async function startApp(options: AppOptions): Promise<App> {
+  const logger = options.logger ?? createLogger();
+  const metrics = createMetrics({ processMetrics: options.processMetrics ?? false });
+  const clock = options.clock ?? Date.now;
+  let config = options.config;
+  const currentConfig = () => config;
+
+  const store = await openStore(options.store, clock, logger);
+  const engine = new QuotaEngine(store, currentConfig, clock);
+  const gatekeeper = new Gatekeeper({ config: currentConfig, engine, counter: new CharacterEstimateCounter(), metrics, logger });
+
+  let grpc: GrpcServer | undefined;
+  let http: HttpServer | undefined;
+  try {
+    grpc = await startGrpcServer(options.grpcAddr, { gatekeeper, metrics, logger });
+    http = await startHttpServer(options.httpAddr, {
+      config: currentConfig,
+      engine,
+      metrics,
+      logger,
+      ready: async () => {
+        if (config.settings.failOpen) return true;
+        try {
+          await store.ping();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+    });
+  } catch (err) {
+    await grpc?.shutdown(0);
+    await store.close();
+    throw err;
+  }
+  logger.info({ grpcPort: grpc.port, httpPort: http.port, store: options.store.kind }, 'tokenwarden started');
+
+  return {
+    grpcPort: grpc.port,
+    httpPort: http.port,
+    metrics,
+    setConfig(next) {
+      config = next;
+    },
+    async close() {
+      await grpc.shutdown(5000);
+      await http.close();
+      await store.close();
+    },
+  };
+}
+
+async function openStore(spec: AppOptions['store'], clock: Clock, logger: Logger): Promise<QuotaStore> {
+  if (spec.kind === 'memory') return new MemoryStore(clock);
+  const store = new RedisStore(spec.url);
+  try {
+    await store.connect();
+  } catch (err) {
+    // Not fatal: the client keeps reconnecting, and /readyz reports the store until it answers.
+    logger.warn({ redis: redactUrl(spec.url), err: (err as Error).message }, 'Redis not reachable yet');
+  }
+  return store;
+}

@@ -1,0 +1,111 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ConfigSnapshot } from '../config/snapshot.js';
+import { isAdminToken } from '../identity/admin.js';
+import type { QuotaEngine } from '../quota/engine.js';
+import { StoreUnavailableError } from '../quota/store.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { Metrics } from '../telemetry/metrics.js';
+
+export interface HttpServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export interface HttpDeps {
+  readonly config: () => ConfigSnapshot;
+  readonly engine: QuotaEngine;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** Ready: configuration loaded, and the store reachable or fail-open configured. */
+  readonly ready: () => Promise<boolean>;
+}
+
+/** /healthz, /readyz, /metrics and the usage API. Meant for the cluster network, not for clients. */
+export async function startHttpServer(address: string, deps: HttpDeps): Promise<HttpServer> {
+  const server = createServer((req, res) => {
+    route(req, res, deps).catch((err: unknown) => {
+      if (err instanceof StoreUnavailableError) {
+        deps.metrics.storeErrors.inc({ operation: 'usage' });
+        return send(res, 503, { error: { message: 'quota store unavailable', type: 'server_error', param: null, code: null } });
+      }
+      deps.logger.error({ err }, 'http request failed');
+      send(res, 500, { error: { message: 'internal error', type: 'server_error', param: null, code: null } });
+    });
+  });
+  const { host, port } = splitAddress(address);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+async function route(req: IncomingMessage, res: ServerResponse, deps: HttpDeps): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const method = req.method ?? 'GET';
+  if (url.pathname === '/healthz' && method === 'GET') return send(res, 200, { status: 'ok' });
+  if (url.pathname === '/readyz' && method === 'GET') {
+    const ready = await deps.ready();
+    return send(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready' });
+  }
+  if (url.pathname === '/metrics' && method === 'GET') {
+    res.writeHead(200, { 'content-type': deps.metrics.registry.contentType });
+    res.end(await deps.metrics.registry.metrics());
+    return;
+  }
+  const usage = /^\/v1\/usage\/([^/]+)$/.exec(url.pathname);
+  if (usage) {
+    let user: string;
+    try {
+      user = decodeURIComponent(usage[1]!);
+    } catch {
+      return sendError(res, 400, 'The user in the path is not valid percent-encoding.');
+    }
+    if (method === 'GET') return getUsage(res, deps, user, url.searchParams.get('model'));
+    if (method === 'DELETE') return deleteUsage(req, res, deps, user);
+    res.setHeader('allow', 'GET, DELETE');
+    return sendError(res, 405, 'Use GET or DELETE.');
+  }
+  return sendError(res, 404, `No route for ${method} ${url.pathname}.`);
+}
+
+async function getUsage(res: ServerResponse, deps: HttpDeps, user: string, model: string | null): Promise<void> {
+  if (model !== null && !deps.config().hasModel(model)) return sendError(res, 404, `The model '${model}' is not configured.`);
+  const models = await deps.engine.usage(user, model ?? undefined);
+  send(res, 200, { user, models });
+}
+
+async function deleteUsage(req: IncomingMessage, res: ServerResponse, deps: HttpDeps, user: string): Promise<void> {
+  const expected = deps.config().settings.admin.tokenSha256;
+  if (expected === undefined) return sendError(res, 403, 'Resetting usage is disabled: no admin token is configured.');
+  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? '');
+  if (!match || !isAdminToken(match[1]!, expected)) return sendError(res, 401, 'A valid admin token is required.');
+  await deps.engine.reset(user);
+  deps.logger.info({ user }, 'usage reset by admin');
+  res.writeHead(204).end();
+}
+
+function sendError(res: ServerResponse, status: number, message: string): void {
+  send(res, status, { error: { message, type: 'invalid_request_error', param: null, code: null } });
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent) return void res.end();
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+/** "0.0.0.0:8080", "[::1]:8080", ":8080". */
+export function splitAddress(address: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(address);
+  if (!match) throw new Error(`invalid address "${address}" (expected host:port)`);
+  return { host: match[1] ?? (match[2] || '0.0.0.0'), port: Number(match[3]) };
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { startApp } from './app.js';
+import { loadLimitsFile } from './config/load.js';
+import { createLogger } from './telemetry/logger.js';
+
+const USAGE = `tokenwarden — per-user, per-model LLM token quotas for Envoy
+
+Options (each also read from the environment variable shown):
+  --grpc-addr ADDR    TOKENWARDEN_GRPC_ADDR   gRPC (ext_authz, health)     [0.0.0.0:9001]
+  --http-addr ADDR    TOKENWARDEN_HTTP_ADDR   health, metrics, usage API   [0.0.0.0:8080]
+  --config PATH       TOKENWARDEN_CONFIG      limits file                  [config/limits.yaml]
+  --store KIND        TOKENWARDEN_STORE       memory | redis               [memory]
+  --redis-url URL     TOKENWARDEN_REDIS_URL   redis://, rediss://, redis+sentinel://h:p,h:p/master
+  --kube              TOKENWARDEN_KUBE=1      Kubernetes controller (not available yet)
+  --help
+Log level: TOKENWARDEN_LOG_LEVEL (info).  SIGHUP reloads the limits file.`;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      'grpc-addr': { type: 'string' },
+      'http-addr': { type: 'string' },
+      config: { type: 'string' },
+      store: { type: 'string' },
+      'redis-url': { type: 'string' },
+      kube: { type: 'boolean' },
+      help: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  const env = process.env;
+  const grpcAddr = values['grpc-addr'] ?? env['TOKENWARDEN_GRPC_ADDR'] ?? '0.0.0.0:9001';
+  const httpAddr = values['http-addr'] ?? env['TOKENWARDEN_HTTP_ADDR'] ?? '0.0.0.0:8080';
+  const configPath = values.config ?? env['TOKENWARDEN_CONFIG'] ?? 'config/limits.yaml';
+  const storeKind = values.store ?? env['TOKENWARDEN_STORE'] ?? 'memory';
+  const redisUrl = values['redis-url'] ?? env['TOKENWARDEN_REDIS_URL'];
+  const kube = values.kube ?? env['TOKENWARDEN_KUBE'] === '1';
+
+  if (storeKind !== 'memory' && storeKind !== 'redis') throw new Error(`--store must be memory or redis, not "${storeKind}"`);
+  if (storeKind === 'redis' && !redisUrl) throw new Error('--store redis needs --redis-url (or TOKENWARDEN_REDIS_URL)');
+  if (kube) throw new Error('--kube: the Kubernetes controller is not part of this build yet');
+
+  const logger = createLogger();
+  const app = await startApp({
+    grpcAddr,
+    httpAddr,
+    config: await loadLimitsFile(configPath),
+    store: storeKind === 'redis' ? { kind: 'redis', url: redisUrl! } : { kind: 'memory' },
+    logger,
+    processMetrics: true,
+  });
+
+  process.on('SIGHUP', () => {
+    loadLimitsFile(configPath).then(
+      (config) => {
+        app.setConfig(config);
+        logger.info({ config: configPath }, 'limits reloaded');
+      },
+      (err: Error) => logger.error({ err: err.message }, 'limits reload failed; keeping the previous limits'),
+    );
+  });
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    app.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: Error) => {
+  console.error(`tokenwarden: ${err.message}`);
+  process.exit(1);
+});

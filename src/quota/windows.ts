@@ -1,0 +1,137 @@
+/**
+ * Counting windows.
+ *
+ * Minute and hour windows are bucketed sliding windows: a charge lands in the bucket of its time
+ * (5 s buckets for a minute, 1 min buckets for an hour), and a check sums the current bucket and the
+ * `span` whole buckets before it — everything charged at least one window-length ago, plus at most one
+ * bucket more. Proof that no window-length span ever holds more than the limit: take any span and its
+ * last admission at time t; that check counted every charge in [t - window, t] and found room, and the
+ * span lies inside that interval. The price is that a charge keeps counting for up to one bucket
+ * longer than the window (65 s instead of 60 s); in exchange a check reads at most span + 1 numbers.
+ *
+ * The day window is a calendar day in a configured time zone: one bucket that resets at local midnight.
+ */
+export interface WindowPosition {
+  /** The bucket a charge made now goes into. */
+  readonly bucket: number;
+  /** Buckets numbered below this no longer count. */
+  readonly oldestCounted: number;
+  /** How long the counter must outlive its last charge. */
+  readonly ttlMs: number;
+  /** The time at which a charge in `bucket` stops counting. */
+  expiresAt(bucket: number): number;
+}
+
+export interface Window {
+  /** The nominal length of the window. */
+  readonly lengthMs: number;
+  positionAt(nowMs: number): WindowPosition;
+}
+
+export function slidingWindow(lengthMs: number, bucketMs: number): Window {
+  if (lengthMs % bucketMs !== 0) throw new Error('window length must be a whole number of buckets');
+  const span = lengthMs / bucketMs;
+  const expiresAt = (bucket: number) => (bucket + span + 1) * bucketMs;
+  return {
+    lengthMs,
+    positionAt(nowMs) {
+      const bucket = Math.floor(nowMs / bucketMs);
+      return { bucket, oldestCounted: bucket - span, ttlMs: lengthMs + 2 * bucketMs, expiresAt };
+    },
+  };
+}
+
+/** A calendar day in `timeZone`; its bucket is the day's start in minutes since the epoch. */
+export function calendarDay(timeZone: string): Window {
+  const format = new Intl.DateTimeFormat('en-US', {
+    timeZone,
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: 'numeric',
+    day: 'numeric',
+    hour: 'numeric',
+    minute: 'numeric',
+    second: 'numeric',
+  });
+  let current: { startMs: number; endMs: number } | undefined;
+  return {
+    lengthMs: 24 * 3600 * 1000,
+    positionAt(nowMs) {
+      if (current === undefined || nowMs < current.startMs || nowMs >= current.endMs) {
+        current = dayAround(nowMs, format);
+      }
+      const { startMs, endMs } = current;
+      return {
+        bucket: Math.floor(startMs / 60_000),
+        oldestCounted: Math.floor(startMs / 60_000),
+        ttlMs: endMs - nowMs + 60_000,
+        expiresAt: () => endMs,
+      };
+    },
+  };
+}
+
+function dayAround(nowMs: number, format: Intl.DateTimeFormat): { startMs: number; endMs: number } {
+  const { year, month, day } = wallClock(nowMs, format);
+  return { startMs: wallMidnightToUtc(year, month, day, format), endMs: wallMidnightToUtc(year, month, day + 1, format) };
+}
+
+function wallClock(ms: number, format: Intl.DateTimeFormat) {
+  const parts: Record<string, number> = {};
+  for (const part of format.formatToParts(ms)) {
+    if (part.type !== 'literal') parts[part.type] = Number(part.value);
+  }
+  return {
+    year: parts['year']!,
+    month: parts['month']!,
+    day: parts['day']!,
+    offsetMs: Date.UTC(parts['year']!, parts['month']! - 1, parts['day']!, parts['hour']!, parts['minute']!, parts['second']!) -
+      Math.floor(ms / 1000) * 1000,
+  };
+}
+
+/** The UTC time of local midnight starting the given wall-clock date (day may overflow the month). */
+function wallMidnightToUtc(year: number, month: number, day: number, format: Intl.DateTimeFormat): number {
+  const wall = Date.UTC(year, month - 1, day);
+  let utc = wall - wallClock(wall, format).offsetMs;
+  // The offset at the guess may differ from the offset at midnight itself (a DST change that day).
+  utc = wall - wallClock(utc, format).offsetMs;
+  return utc;
+}
+
+export const MINUTE = slidingWindow(60_000, 5_000);
+export const HOUR = slidingWindow(3_600_000, 60_000);
+
+/** Charged buckets as [bucket, amount] pairs, oldest first. */
+export type Buckets = ReadonlyArray<readonly [number, number]>;
+
+export function countedSum(buckets: Buckets): number {
+  return buckets.reduce((sum, [, amount]) => sum + amount, 0);
+}
+
+/**
+ * How long until `cost` more fits under `limit`, given the counted buckets; undefined if it never
+ * will because the cost alone exceeds the limit.
+ */
+export function msUntilFits(
+  buckets: Buckets,
+  cost: number,
+  limit: number,
+  position: WindowPosition,
+  nowMs: number,
+): number | undefined {
+  if (cost > limit) return undefined;
+  let counted = countedSum(buckets);
+  if (counted + cost <= limit) return 0;
+  for (const [bucket, amount] of buckets) {
+    counted -= amount;
+    if (counted + cost <= limit) return Math.max(0, position.expiresAt(bucket) - nowMs);
+  }
+  return 0;
+}
+
+/** How long until every counted charge has expired and the window is back to its full limit. */
+export function msUntilEmpty(buckets: Buckets, position: WindowPosition, nowMs: number): number {
+  const newest = buckets.at(-1);
+  return newest === undefined ? 0 : Math.max(0, position.expiresAt(newest[0]) - nowMs);
+}

@@ -1,0 +1,54 @@
+import { startApp, type App } from '../../src/app.js';
+import { parseLimitsYaml } from '../../src/config/load.js';
+import type { Clock } from '../../src/quota/engine.js';
+import { createLogger } from '../../src/telemetry/logger.js';
+import { EnvoyAuthzStandIn } from './envoy-stand-in.js';
+
+export type StoreKind = 'memory' | 'redis';
+
+export interface TestApp {
+  readonly app: App;
+  readonly envoy: EnvoyAuthzStandIn;
+  readonly http: string;
+  close(): Promise<void>;
+}
+
+/** tokenwarden on loopback ports chosen by the OS, with an Envoy stand-in pointed at it. */
+export async function startTestApp(options: {
+  configYaml: string;
+  store: { kind: 'memory' } | { kind: 'redis'; url: string };
+  clock?: Clock;
+}): Promise<TestApp> {
+  const app = await startApp({
+    grpcAddr: '127.0.0.1:0',
+    httpAddr: '127.0.0.1:0',
+    config: parseLimitsYaml(options.configYaml, 'test config'),
+    store: options.store,
+    logger: createLogger('silent'),
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
+  const envoy = new EnvoyAuthzStandIn(app.grpcPort);
+  return {
+    app,
+    envoy,
+    http: `http://127.0.0.1:${app.httpPort}`,
+    async close() {
+      envoy.close();
+      await app.close();
+    },
+  };
+}
+
+/** A clock tests move by hand. */
+export function manualClock(startMs: number) {
+  let now = startMs;
+  const clock: Clock & { advance(ms: number): void; set(ms: number): void } = Object.assign(() => now, {
+    advance(ms: number) {
+      now += ms;
+    },
+    set(ms: number) {
+      now = ms;
+    },
+  });
+  return clock;
+}
