@@ -262,7 +262,7 @@ describe.each(['memory', 'redis'] as const)('ext_authz Check with the %s store',
 
   it('reports usage per model and resets it only with the admin token', async () => {
     const res = await t.envoy.check({ headers: auth('key-alice'), body: chat('m1', 'hello', 10) });
-    const all = await (await fetch(`${t.http}/v1/usage/alice`)).json();
+    const all = (await (await fetch(`${t.http}/v1/usage/alice`)).json()) as any;
     expect(all.models.map((m: { model: string }) => m.model)).toEqual(['m1', 'm2']);
     const m1 = all.models[0].windows.find((w: { window: string }) => w.window === 'tokensPerMinute');
     expect(m1).toMatchObject({ used: res.metadata['reserved_tokens'], limit: 300 });

@@ -39,7 +39,7 @@ describe.each(['memory', 'redis'] as const)('200 simultaneous Checks for one use
       const admittedTokens = admitted.reduce((sum, r) => sum + (r.metadata['reserved_tokens'] as number), 0);
       expect(admittedTokens).toBeLessThanOrEqual(LIMIT);
 
-      const usage = await (await fetch(`${t.http}/v1/usage/zoe?model=m1`)).json();
+      const usage = (await (await fetch(`${t.http}/v1/usage/zoe?model=m1`)).json()) as any;
       const windows = Object.fromEntries(usage.models[0].windows.map((w: { window: string; used: number }) => [w.window, w.used]));
       // Exactly the admitted reservations were charged: denials cost nothing.
       expect(windows['tokensPerMinute']).toBe(admittedTokens);

@@ -2,13 +2,13 @@ import { startApp, type App } from '../../src/app.js';
 import { parseLimitsYaml } from '../../src/config/load.js';
 import type { Clock } from '../../src/quota/engine.js';
 import { createLogger } from '../../src/telemetry/logger.js';
-import { EnvoyAuthzStandIn } from './envoy-stand-in.js';
+import { EnvoyCheckClient } from '../../src/envoy/check-client.js';
 
 export type StoreKind = 'memory' | 'redis';
 
 export interface TestApp {
   readonly app: App;
-  readonly envoy: EnvoyAuthzStandIn;
+  readonly envoy: EnvoyCheckClient;
   readonly http: string;
   close(): Promise<void>;
 }
@@ -27,7 +27,7 @@ export async function startTestApp(options: {
     logger: createLogger('silent'),
     ...(options.clock ? { clock: options.clock } : {}),
   });
-  const envoy = new EnvoyAuthzStandIn(app.grpcPort);
+  const envoy = new EnvoyCheckClient(`127.0.0.1:${app.grpcPort}`);
   return {
     app,
     envoy,

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { envoyServices } from '../../src/envoy/protos.js';
-import { fromStruct, type ProtoStruct } from '../../src/envoy/struct.js';
+import { envoyServices } from './protos.js';
+import { fromStruct, type ProtoStruct } from './struct.js';
 
-/**
- * Stands in for Envoy's ext_authz HTTP filter: builds CheckRequests the way Envoy does with
- * with_request_body (headers map with pseudo-headers and x-request-id, body as a string or raw_body
- * bytes), calls the real Authorization service over loopback, and turns the CheckResponse into what
- * Envoy would send the client.
+/*
+ * A stand-in for Envoy's ext_authz HTTP filter, for the demo command and the tests: it builds
+ * CheckRequests the way Envoy does with with_request_body (headers map with pseudo-headers and
+ * x-request-id, body as a string or raw_body bytes), calls the Authorization service, and turns the
+ * CheckResponse into what Envoy would send the client.
  */
 export interface ClientRequest {
   method?: string;
@@ -56,12 +56,23 @@ const HTTP_STATUS_BY_NAME: Record<string, number> = {
   ServiceUnavailable: 503,
 };
 
-export class EnvoyAuthzStandIn {
-  private readonly client: grpc.Client & { Check: Function };
+type AuthorizationClient = grpc.Client & {
+  Check(
+    request: object,
+    options: grpc.CallOptions,
+    callback: (err: grpc.ServiceError | null, response: CheckResponse) => void,
+  ): grpc.ClientUnaryCall;
+};
 
-  constructor(port: number) {
-    const Authorization = (envoyServices() as any).envoy.service.auth.v3.Authorization;
-    this.client = new Authorization(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+export class EnvoyCheckClient {
+  private readonly client: AuthorizationClient;
+
+  constructor(address: string) {
+    const services = envoyServices() as unknown as {
+      envoy: { service: { auth: { v3: { Authorization: grpc.ServiceClientConstructor } } } };
+    };
+    const Authorization = services.envoy.service.auth.v3.Authorization;
+    this.client = new Authorization(address, grpc.credentials.createInsecure()) as unknown as AuthorizationClient;
   }
 
   close(): void {
@@ -115,8 +126,7 @@ export class EnvoyAuthzStandIn {
       },
     };
     const response = await new Promise<CheckResponse>((resolve, reject) =>
-      this.client.Check(checkRequest, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, res: CheckResponse) =>
-        err ? reject(err) : resolve(res),
+      this.client.Check(checkRequest, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res)),
       ),
     );
     const code = response.status?.code ?? 0;

@@ -1,0 +1,40 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { loadEnvoyRoot, protoShapeProblems } from './helpers/proto-shape.js';
+
+const root = loadEnvoyRoot([
+  'envoy/config/bootstrap/v3/bootstrap.proto',
+  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
+  'envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto',
+  'envoy/extensions/filters/http/router/v3/router.proto',
+  'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+]);
+
+describe('envoy/envoy.yaml', () => {
+  const config = parse(readFileSync('envoy/envoy.yaml', 'utf8'));
+
+  it("matches Envoy's Bootstrap proto field for field", () => {
+    expect(protoShapeProblems(config, root.lookupType('envoy.config.bootstrap.v3.Bootstrap'), root)).toEqual([]);
+  });
+
+  it('catches a misspelt field (the check can fail)', () => {
+    const broken = structuredClone(config);
+    broken.static_resources.clusters[0].conect_timeout = '1s';
+    expect(protoShapeProblems(broken, root.lookupType('envoy.config.bootstrap.v3.Bootstrap'), root)).toEqual([
+      '$.static_resources.clusters[0].conect_timeout: no such field in envoy.config.cluster.v3.Cluster',
+    ]);
+  });
+
+  it('sends bodies to ext_authz over V3 with a timeout above the 200 ms default', () => {
+    const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    const authz = hcm.http_filters.find((f: { name: string }) => f.name === 'envoy.filters.http.ext_authz').typed_config;
+    expect(authz.transport_api_version).toBe('V3');
+    expect(authz.with_request_body.max_request_bytes).toBeGreaterThan(0);
+    expect(parseFloat(authz.grpc_service.timeout)).toBeGreaterThanOrEqual(0.5);
+    const cluster = config.static_resources.clusters.find((c: { name: string }) => c.name === 'tokenwarden');
+    expect(cluster.typed_extension_protocol_options['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'].explicit_http_config).toHaveProperty(
+      'http2_protocol_options',
+    );
+  });
+});
