@@ -1,0 +1,27 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { parseLimitsYaml } from '../src/config/load.js';
+
+describe('deploy/tokenwarden.yaml', () => {
+  const docs = parseAllDocuments(readFileSync('deploy/tokenwarden.yaml', 'utf8')).map((d) => d.toJS());
+  const byKind = (kind: string) => docs.find((d) => d.kind === kind);
+
+  it('ships a ConfigMap whose limits.yaml is a valid limits file', () => {
+    expect(() => parseLimitsYaml(byKind('ConfigMap').data['limits.yaml'], 'ConfigMap')).not.toThrow();
+  });
+
+  it('exposes the contract ports and probes the contract paths', () => {
+    const container = byKind('Deployment').spec.template.spec.containers[0];
+    expect(container.ports).toEqual([
+      { name: 'grpc', containerPort: 9001 },
+      { name: 'http', containerPort: 8080 },
+    ]);
+    expect(container.readinessProbe.httpGet.path).toBe('/readyz');
+    expect(container.livenessProbe.httpGet.path).toBe('/healthz');
+    expect(byKind('Service').spec.ports.map((p: { port: number }) => p.port)).toEqual([9001, 8080]);
+    const selector = byKind('Deployment').spec.selector.matchLabels;
+    expect(byKind('Deployment').spec.template.metadata.labels).toMatchObject(selector);
+    expect(byKind('Service').spec.selector).toEqual(selector);
+  });
+});
