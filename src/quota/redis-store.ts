@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Buckets } from './windows.js';
 import {
   StoreUnavailableError,
@@ -11,44 +11,48 @@ import {
 
 const RESERVE_SCRIPT = readFileSync(new URL('./reserve.lua', import.meta.url), 'utf8');
 
-type RedisWithScripts = Redis & {
+type RedisWithScripts = (Redis | Cluster) & {
   twReserve(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<number[]>;
 };
 
 /** Milliseconds a command may take before the Check gives up on it (Envoy's ext_authz default timeout is 200 ms). */
 const COMMAND_TIMEOUT_MS = 150;
 
+const CLIENT_OPTIONS: RedisOptions = {
+  commandTimeout: COMMAND_TIMEOUT_MS,
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 1,
+  lazyConnect: true,
+};
+
 /**
- * Accepts redis://, rediss:// and the Sentinel form
- * redis+sentinel://[user:password@]host:port[,host:port...]/masterName[?db=N].
+ * A client for redis://, rediss://, the Sentinel form
+ * redis+sentinel://[user:password@]host:port[,host:port...]/masterName[?db=N], or the Cluster form
+ * redis+cluster://[user:password@]host:port[,host:port...] (seed nodes).
  */
-export function redisOptionsFromUrl(url: string): { url?: string; options: RedisOptions } {
-  const base: RedisOptions = {
-    commandTimeout: COMMAND_TIMEOUT_MS,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    lazyConnect: true,
-  };
-  if (url.startsWith('redis://') || url.startsWith('rediss://')) return { url, options: base };
-  const sentinel = /^redis\+sentinel:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/]+)\/([^/?]+)(?:\?db=(\d+))?$/.exec(url);
-  if (!sentinel) {
-    throw new Error(`unsupported Redis URL (expected redis://, rediss:// or redis+sentinel://h:p,h:p/master): ${redactUrl(url)}`);
+export function redisClientForUrl(url: string): Redis | Cluster {
+  if (url.startsWith('redis://') || url.startsWith('rediss://')) return new Redis(url, CLIENT_OPTIONS);
+  const match = /^redis\+(sentinel|cluster):\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?]+)(?:\/([^/?]+))?(?:\?db=(\d+))?$/.exec(url);
+  if (!match || (match[1] === 'sentinel') !== (match[5] !== undefined)) {
+    throw new Error(
+      `unsupported Redis URL (expected redis://, rediss://, redis+sentinel://h:p,h:p/master or redis+cluster://h:p,h:p): ${redactUrl(url)}`,
+    );
   }
-  const [, username, password, hosts, name, db] = sentinel;
-  const sentinels = hosts!.split(',').map((hostPort) => {
-    const [host, port] = hostPort.split(':');
-    return { host: host!, port: Number(port ?? 26379) };
-  });
-  return {
-    options: {
-      ...base,
-      sentinels,
-      name: decodeURIComponent(name!),
-      db: db === undefined ? 0 : Number(db),
-      ...(username ? { username: decodeURIComponent(username) } : {}),
-      ...(password ? { password: decodeURIComponent(password) } : {}),
-    },
+  const [, kind, username, password, hosts, name, db] = match;
+  const credentials = {
+    ...(username ? { username: decodeURIComponent(username) } : {}),
+    ...(password ? { password: decodeURIComponent(password) } : {}),
   };
+  const nodes = hosts!.split(',').map((hostPort) => {
+    const [host, port] = hostPort.split(':');
+    return { host: host!, port: Number(port ?? (kind === 'sentinel' ? 26379 : 6379)) };
+  });
+  if (kind === 'cluster') {
+    // The cluster itself connects lazily; its node clients must not, or the slot map is never fetched.
+    const { lazyConnect: _lazy, ...nodeOptions } = CLIENT_OPTIONS;
+    return new Cluster(nodes, { lazyConnect: true, enableOfflineQueue: false, redisOptions: { ...nodeOptions, ...credentials } });
+  }
+  return new Redis({ ...CLIENT_OPTIONS, ...credentials, sentinels: nodes, name: decodeURIComponent(name!), db: Number(db ?? 0) });
 }
 
 /** The URL with any password replaced, for messages and logs. */
@@ -60,8 +64,7 @@ export class RedisStore implements QuotaStore {
   private readonly redis: RedisWithScripts;
 
   constructor(url: string) {
-    const { url: plainUrl, options } = redisOptionsFromUrl(url);
-    this.redis = (plainUrl ? new Redis(plainUrl, options) : new Redis(options)) as RedisWithScripts;
+    this.redis = redisClientForUrl(url) as RedisWithScripts;
     this.redis.defineCommand('twReserve', { lua: RESERVE_SCRIPT });
     // Errors surface through the commands that hit them; without a listener ioredis would print them.
     this.redis.on('error', () => {});
@@ -106,17 +109,14 @@ export class RedisStore implements QuotaStore {
   }
 
   async readCounters(reads: readonly CounterRead[]): Promise<Buckets[]> {
-    const pipeline = this.redis.pipeline();
-    for (const read of reads) pipeline.hgetall(read.key);
-    const results = await this.run(() => pipeline.exec());
-    return reads.map((read, i) => {
-      const [err, hash] = results?.[i] ?? [new Error('no reply')];
-      if (err) throw new StoreUnavailableError(`Redis: ${err.message}`);
-      return Object.entries(hash as Record<string, string>)
+    // Separate commands, not one pipeline: different models' keys live in different Cluster slots.
+    const hashes = await this.run(() => Promise.all(reads.map((read) => this.redis.hgetall(read.key))));
+    return reads.map((read, i) =>
+      Object.entries(hashes[i]!)
         .map(([bucket, amount]) => [Number(bucket), Number(amount)] as const)
         .filter(([bucket]) => bucket >= read.oldestCounted)
-        .sort((a, b) => a[0] - b[0]);
-    });
+        .sort((a, b) => a[0] - b[0]),
+    );
   }
 
   async countLeases(key: string, nowMs: number): Promise<number> {
@@ -124,11 +124,7 @@ export class RedisStore implements QuotaStore {
   }
 
   async deleteKeys(keys: readonly string[]): Promise<void> {
-    if (keys.length === 0) return;
-    // One DEL per key: keys of different users live in different Cluster slots.
-    const pipeline = this.redis.pipeline();
-    for (const key of keys) pipeline.del(key);
-    await this.run(() => pipeline.exec());
+    await this.run(() => Promise.all(keys.map((key) => this.redis.del(key))));
   }
 
   async ping(): Promise<void> {

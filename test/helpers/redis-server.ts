@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 
 export interface RedisServer {
@@ -22,11 +25,11 @@ export async function freePort(): Promise<number> {
 }
 
 /** A real redis-server on a free loopback port, keeping nothing on disk. */
-export async function startRedisServer(): Promise<RedisServer> {
-  const port = await freePort();
+export async function startRedisServer(options: { port?: number; extraArgs?: string[] } = {}): Promise<RedisServer> {
+  const port = options.port ?? (await freePort());
   const child: ChildProcess = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'],
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', ...(options.extraArgs ?? [])],
     { stdio: 'ignore' },
   );
   const clients: Redis[] = [];
@@ -63,6 +66,30 @@ export async function startRedisServer(): Promise<RedisServer> {
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
       });
+    },
+  };
+}
+
+/** A one-node Redis Cluster (all 16384 slots on one server): it refuses any command or script whose keys span slots. */
+export async function startRedisCluster(): Promise<RedisServer & { clusterUrl: string }> {
+  const port = await freePort();
+  const dir = await mkdtemp(join(tmpdir(), 'tw-cluster-'));
+  const server = await startRedisServer({
+    port,
+    extraArgs: ['--cluster-enabled', 'yes', '--cluster-announce-ip', '127.0.0.1', '--cluster-config-file', join(dir, 'nodes.conf'), '--dir', dir],
+  });
+  const admin = new Redis(server.url);
+  await admin.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383');
+  for (let i = 0; i < 100 && !String(await admin.call('CLUSTER', 'INFO')).includes('cluster_state:ok'); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  admin.disconnect();
+  return {
+    ...server,
+    clusterUrl: `redis+cluster://127.0.0.1:${port}`,
+    async stop() {
+      await server.stop();
+      await rm(dir, { recursive: true, force: true });
     },
   };
 }
