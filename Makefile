@@ -24,7 +24,9 @@ typecheck: $(NPM_STAMP)
 	npx tsc --noEmit -p .
 
 test: deps typecheck
-	npx vitest run
+	npx vitest run --reporter=default --reporter=json --outputFile.json=.test-results.json; status=$$?; \
+	node -e 'const r=require("./.test-results.json"); console.log(`$${r.numPassedTests} passed, $${r.numFailedTests} failed, $${r.numPendingTests+r.numTodoTests} skipped`)'; \
+	exit $$status
 
 clean:
 	rm -rf dist node_modules

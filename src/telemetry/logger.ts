@@ -1,10 +1,13 @@
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
 
 /** JSON logs. Keys, tokens and bodies are redacted wherever they might appear. */
-export function createLogger(level: string = process.env['TOKENWARDEN_LOG_LEVEL'] ?? 'info'): Logger {
-  return pino({
+export function createLogger(
+  level: string = process.env['TOKENWARDEN_LOG_LEVEL'] ?? 'info',
+  destination?: DestinationStream,
+): Logger {
+  const options = {
     level,
     base: { service: 'tokenwarden' },
     redact: {
@@ -17,9 +20,9 @@ export function createLogger(level: string = process.env['TOKENWARDEN_LOG_LEVEL'
         'adminToken',
         'body',
         '*.body',
-        'redisUrl',
       ],
       censor: '[redacted]',
     },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }

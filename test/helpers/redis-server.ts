@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -89,6 +89,40 @@ export async function startRedisCluster(): Promise<RedisServer & { clusterUrl: s
     clusterUrl: `redis+cluster://127.0.0.1:${port}`,
     async stop() {
       await server.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A real Sentinel (redis-server --sentinel) monitoring `master` under the name "mymaster". */
+export async function startRedisSentinel(master: RedisServer): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const dir = await mkdtemp(join(tmpdir(), 'tw-sentinel-'));
+  const conf = join(dir, 'sentinel.conf');
+  await writeFile(conf, `port ${port}\nbind 127.0.0.1\ndir ${dir}\nsentinel monitor mymaster 127.0.0.1 ${master.port} 1\n`);
+  const child = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
+  const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null });
+  probe.on('error', () => {});
+  for (let i = 0; ; i++) {
+    try {
+      if (probe.status !== 'ready') await probe.connect();
+      const addr = (await probe.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mymaster')) as string[] | null;
+      if (addr?.[1] === String(master.port)) break;
+    } catch {
+      // not up yet
+    }
+    if (i > 100) throw new Error('Sentinel did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  probe.disconnect();
+  return {
+    url: `redis+sentinel://127.0.0.1:${port}/mymaster`,
+    async stop() {
+      await new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      });
       await rm(dir, { recursive: true, force: true });
     },
   };
