@@ -186,7 +186,7 @@ function denyByLimit(admission: Extract<Admission, { admitted: false }>, model: 
     : `Rate limit reached for ${model} on ${wording}: Limit ${admission.limitValue}, Requested ${admission.requested}. ` +
       `Please try again in ${retryAfterSeconds(admission.retryAfterMs!)}s.`;
   // A request that can never fit still gets a retry-after (the contract's 429 always has one): the window's length.
-  const retryMs = admission.retryAfterMs ?? (admission.limit === 'tokensPerDay' ? 86_400_000 : admission.limit === 'tokensPerHour' ? 3_600_000 : 60_000);
+  const retryMs = admission.retryAfterMs ?? admission.windowMs;
   return deny(
     429,
     admission.limit,

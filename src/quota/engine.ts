@@ -55,6 +55,8 @@ export type Admission =
       readonly requested: number;
       /** Undefined when the request can never fit: it alone exceeds the limit. */
       readonly retryAfterMs: number | undefined;
+      /** The nominal length of the denying limit's window. */
+      readonly windowMs: number;
       readonly view: RateLimitView;
     };
 
@@ -147,23 +149,16 @@ export class QuotaEngine {
       return this.denyByCounter(windows, counters, deniedBy.counter, deniedBy.buckets, now);
     }
 
-    const states = windows.map(({ name, window }, i) => {
+    const states = windows.flatMap(({ name, window }, i) => {
       const limit = counters[i]!.limit;
-      if (limit === null) return undefined;
+      if (limit === null) return [];
       const position = window.positionAt(now);
-      const state: LimitState = {
-        limit,
-        remaining: Math.max(0, limit - outcome.used[i]!),
-        resetMs: position.expiresAt(position.bucket) - now,
-      };
-      return { name, state };
+      const remaining = Math.max(0, limit - outcome.used[i]!);
+      return [{ name, state: { limit, remaining, resetMs: position.expiresAt(position.bucket) - now } }];
     });
-    const tokenStates = states.filter((s) => s !== undefined && s.name !== 'requestsPerMinute');
-    const tightest = tokenStates.reduce<LimitState | undefined>(
-      (best, s) => (best === undefined || s!.state.remaining < best.remaining ? s!.state : best),
-      undefined,
-    );
-    const requests = states.find((s) => s?.name === 'requestsPerMinute')?.state;
+    const tokenStates = states.filter((s) => s.name !== 'requestsPerMinute').map((s) => s.state);
+    const tightest = tokenStates.sort((a, b) => a.remaining - b.remaining)[0];
+    const requests = states.find((s) => s.name === 'requestsPerMinute')?.state;
     return {
       admitted: true,
       reservationId: outcome.reservationId,
@@ -248,6 +243,7 @@ export class QuotaEngine {
       limitValue: limit!,
       requested: cost,
       retryAfterMs: msUntilFits(buckets, cost, limit!, position, now),
+      windowMs: window.lengthMs,
       view: name === 'requestsPerMinute' ? { requests: state } : { tokens: state },
     };
   }
@@ -261,6 +257,7 @@ function denyByConcurrency(limit: number, untilLeaseExpiryMs: number | undefined
     limitValue: limit,
     requested: 1,
     retryAfterMs,
+    windowMs: CONCURRENCY_RETRY_MS,
     view: { requests: { limit, remaining: 0, resetMs: retryAfterMs ?? 0 } },
   };
 }
