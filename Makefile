@@ -23,7 +23,7 @@ system-deps:
 typecheck: $(NPM_STAMP)
 	npx tsc --noEmit -p .
 
-test: deps typecheck
+test: deps typecheck build
 	npx vitest run --reporter=default --reporter=json --outputFile.json=.test-results.json; status=$$?; \
 	node -e 'const r=require("./.test-results.json"); console.log(`$${r.numPassedTests} passed, $${r.numFailedTests} failed, $${r.numPendingTests+r.numTodoTests} skipped`)'; \
 	exit $$status

@@ -8,7 +8,7 @@ import { RedisStore, redactUrl } from './quota/redis-store.js';
 import type { QuotaStore } from './quota/store.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
-import { CharacterEstimateCounter } from './tokens/character-estimate.js';
+import { TokenizerRegistry } from './tokens/registry.js';
 
 export interface AppOptions {
   readonly grpcAddr: string;
@@ -18,12 +18,15 @@ export interface AppOptions {
   readonly clock?: Clock;
   readonly logger?: Logger;
   readonly processMetrics?: boolean;
+  /** The compiled token-counting worker (tests running from TypeScript sources point at dist/). */
+  readonly workerScript?: URL;
 }
 
 export interface App {
   readonly grpcPort: number;
   readonly httpPort: number;
   readonly metrics: Metrics;
+  readonly tokenizers: TokenizerRegistry;
   /** Swaps in a new configuration; requests already deciding keep the one they started with. */
   setConfig(config: ConfigSnapshot): void;
   close(): Promise<void>;
@@ -39,7 +42,12 @@ export async function startApp(options: AppOptions): Promise<App> {
 
   const store = await openStore(options.store, clock, logger);
   const engine = new QuotaEngine(store, currentConfig, clock);
-  const gatekeeper = new Gatekeeper({ config: currentConfig, engine, counter: new CharacterEstimateCounter(), metrics, logger });
+  const tokenizers = new TokenizerRegistry(config, {
+    logger,
+    clock,
+    ...(options.workerScript ? { workerScript: options.workerScript } : {}),
+  });
+  const gatekeeper = new Gatekeeper({ config: currentConfig, engine, counter: tokenizers, metrics, logger });
 
   let grpc: GrpcServer | undefined;
   let http: HttpServer | undefined;
@@ -48,6 +56,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     http = await startHttpServer(options.httpAddr, {
       config: currentConfig,
       engine,
+      tokenizers,
       metrics,
       logger,
       ready: async () => {
@@ -62,6 +71,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     });
   } catch (err) {
     await grpc?.shutdown(0);
+    await tokenizers.close();
     await store.close();
     throw err;
   }
@@ -71,12 +81,15 @@ export async function startApp(options: AppOptions): Promise<App> {
     grpcPort: grpc.port,
     httpPort: http.port,
     metrics,
+    tokenizers,
     setConfig(next) {
+      tokenizers.configure(next);
       config = next;
     },
     async close() {
       await grpc.shutdown(5000);
       await http.close();
+      await tokenizers.close();
       await store.close();
     },
   };

@@ -6,7 +6,7 @@ import { QuotaEngine } from '../src/quota/engine.js';
 import { MemoryStore } from '../src/quota/memory-store.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { createMetrics } from '../src/telemetry/metrics.js';
-import { CharacterEstimateCounter } from '../src/tokens/character-estimate.js';
+import { TokenizerRegistry } from '../src/tokens/registry.js';
 
 function capture() {
   const lines: string[] = [];
@@ -23,14 +23,15 @@ describe('logging', () => {
   it('writes one debug line per decision and never the API key or the body', async () => {
     const { lines, logger } = capture();
     const config = parseLimitsYaml(
-      `models: { m1: {} }\napiKeys: [ { sha256: "${'5'.repeat(64)}", user: u } ]\nidentity: { trustUserHeader: true }`,
+      `models: { m1: {} }\napiKeys: [ { sha256: "${'5'.repeat(64)}", user: u } ]\nidentity: { trustUserHeader: true }\ntokenization: { workers: 0 }`,
       'test',
     );
     const store = new MemoryStore();
+    const counter = new TokenizerRegistry(config, { logger });
     const gatekeeper = new Gatekeeper({
       config: () => config,
       engine: new QuotaEngine(store, () => config),
-      counter: new CharacterEstimateCounter(),
+      counter,
       metrics: createMetrics(),
       logger,
     });
@@ -46,6 +47,7 @@ describe('logging', () => {
       });
     }
     await store.close();
+    await counter.close();
     const decisions = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'check');
     expect(decisions.map((d) => d.decision)).toEqual(['deny', 'allow']);
     expect(decisions[1]).toMatchObject({ user: 'ursula', model: 'm1' });

@@ -23,7 +23,7 @@ describe.each(['plain client', 'cluster client'] as const)('Redis Cluster mode, 
 
   it('keeps every key a Check touches in one hash slot (the server refuses CROSSSLOT scripts)', async () => {
     for (const user of ['alice', 'bö b', '{x}', 'a}b{c']) {
-      const ask = () => t.envoy.check({ headers: { 'x-user-id': user }, body: { model: 'm1', prompt: 'hi', max_tokens: 200 } });
+      const ask = () => t.envoy.check({ path: '/v1/completions', headers: { 'x-user-id': user }, body: { model: 'm1', prompt: 'hi', max_tokens: 200 } });
       expect((await ask()).status, user).toBe(200);
       expect((await ask()).status, user).toBe(200);
       expect((await ask()).status, user).toBe(429);

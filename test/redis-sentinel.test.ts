@@ -11,11 +11,11 @@ describe('Redis through Sentinel', () => {
       store: { kind: 'redis', url: sentinel.url },
     });
     try {
-      const res = await t.envoy.check({ headers: { 'x-user-id': 'sam' }, body: { model: 'm1', prompt: 'hi', max_tokens: 60 } });
+      const res = await t.envoy.check({ path: '/v1/completions', headers: { 'x-user-id': 'sam' }, body: { model: 'm1', prompt: 'hi', max_tokens: 60 } });
       expect(res.status).toBe(200);
       const keys = await master.client().keys('tw:*');
       expect(keys.length).toBeGreaterThan(0);
-      expect((await t.envoy.check({ headers: { 'x-user-id': 'sam' }, body: { model: 'm1', prompt: 'hi', max_tokens: 60 } })).status).toBe(429);
+      expect((await t.envoy.check({ path: '/v1/completions', headers: { 'x-user-id': 'sam' }, body: { model: 'm1', prompt: 'hi', max_tokens: 60 } })).status).toBe(429);
     } finally {
       await t.close();
       await sentinel.stop();

@@ -10,7 +10,7 @@ models: { m1: {} }
 identity: { trustUserHeader: true }
 failOpen: ${failOpen}
 `;
-const ask = { headers: { 'x-user-id': 'u' }, body: { model: 'm1', prompt: 'hi', max_tokens: 5 } };
+const ask = { path: '/v1/completions', headers: { 'x-user-id': 'u' }, body: { model: 'm1', prompt: 'hi', max_tokens: 5 } };
 
 async function eventually(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -93,7 +93,7 @@ dailyReset: { timeZone: Asia/Seoul }
       clock,
     });
     try {
-      const ask = () => t.envoy.check({ headers: { 'x-user-id': 'night-owl' }, body: { model: 'm1', prompt: 'hi', max_tokens: 400 } });
+      const ask = () => t.envoy.check({ path: '/v1/completions', headers: { 'x-user-id': 'night-owl' }, body: { model: 'm1', prompt: 'hi', max_tokens: 400 } });
       expect((await ask()).status).toBe(200);
       const denied = await ask();
       expect(denied.status).toBe(429);

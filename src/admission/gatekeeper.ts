@@ -7,6 +7,7 @@ import { StoreUnavailableError } from '../quota/store.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { PromptTokenCounter } from '../tokens/counter.js';
+import { TokenizerUnavailableError } from '../tokens/errors.js';
 
 /** The parts of an HTTP request that admission looks at, independent of how they arrived. */
 export interface RequestView {
@@ -129,7 +130,16 @@ export class Gatekeeper {
       });
     }
 
-    const promptTokens = await this.deps.counter.count(parsed);
+    let promptTokens: number;
+    try {
+      promptTokens = await this.deps.counter.count(model, parsed);
+    } catch (err) {
+      if (err instanceof BadRequestError) {
+        return deny(400, 'bad_request', { message: err.message, type: 'invalid_request_error', param: err.param, code: null });
+      }
+      if (!(err instanceof TokenizerUnavailableError)) throw err;
+      return deny(503, 'tokenizer_unavailable', { message: err.message, type: 'server_error', param: 'model', code: 'tokenizer_unavailable' });
+    }
     let admission: Admission;
     try {
       admission = await this.deps.engine.admit({

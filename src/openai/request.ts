@@ -67,7 +67,7 @@ function requestKind(path: string, fields: Record<string, unknown>): 'chat' | 'c
   const pathOnly = path.split('?', 1)[0] ?? '';
   if (pathOnly.endsWith('/chat/completions')) return 'chat';
   if (pathOnly.endsWith('/completions')) return 'completion';
-  return 'messages' in fields ? 'chat' : 'completion';
+  return fields['messages'] !== undefined ? 'chat' : 'completion';
 }
 
 /** The model named by a path of the form /api/v1/models/{model}/..., if any. */

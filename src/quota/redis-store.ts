@@ -15,8 +15,12 @@ type RedisWithScripts = (Redis | Cluster) & {
   twReserve(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<number[]>;
 };
 
-/** Milliseconds a command may take before the Check gives up on it (Envoy's ext_authz default timeout is 200 ms). */
-const COMMAND_TIMEOUT_MS = 150;
+/**
+ * How long a command may take, event-loop queueing included, before the Check gives up on it. Below
+ * the ext_authz timeout of envoy/envoy.yaml (1 s); a burst of a few hundred Checks legitimately
+ * queues ~100 ms of template rendering and tokenizing ahead of the replies.
+ */
+const COMMAND_TIMEOUT_MS = 500;
 
 const CLIENT_OPTIONS: RedisOptions = {
   commandTimeout: COMMAND_TIMEOUT_MS,

@@ -1,6 +1,6 @@
 import type { OpenAIRequest } from '../openai/request.js';
 
-/** Counts the prompt tokens the model server will see for a request. */
+/** Counts the prompt tokens the model server will report for a request to `model`. */
 export interface PromptTokenCounter {
-  count(request: OpenAIRequest): Promise<number>;
+  count(model: string, request: OpenAIRequest): Promise<number>;
 }

@@ -25,6 +25,8 @@ export async function startTestApp(options: {
     config: parseLimitsYaml(options.configYaml, 'test config'),
     store: options.store,
     logger: createLogger('silent'),
+    // The TypeScript sources run under vitest, but worker threads need the compiled worker (make build).
+    workerScript: new URL('../../dist/tokens/count-worker.js', import.meta.url),
     ...(options.clock ? { clock: options.clock } : {}),
   });
   const envoy = new EnvoyCheckClient(`127.0.0.1:${app.grpcPort}`);

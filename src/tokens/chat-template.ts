@@ -1,0 +1,110 @@
+import { Environment, Interpreter, Template } from '@huggingface/jinja';
+
+/** A template called raise_exception, or failed to render: the request is malformed for this model. */
+export class ChatTemplateError extends Error {
+  override name = 'ChatTemplateError';
+}
+
+export type Clock = () => number;
+
+/**
+ * A Hugging Face chat template, rendered the way transformers' apply_chat_template does (the path
+ * vLLM takes): trim_blocks and lstrip_blocks, and the globals raise_exception and strftime_now.
+ * strftime_now reads `clock` in `timeZone` with English (C locale) names, as Python's strftime does
+ * on a model server running in UTC, instead of this process's own zone and locale.
+ */
+export class ChatTemplate {
+  private readonly parsed: Template['parsed'];
+
+  constructor(
+    source: string,
+    private readonly timeZone: string = 'UTC',
+    private readonly clock: Clock = Date.now,
+  ) {
+    try {
+      this.parsed = new Template(source).parsed;
+    } catch (err) {
+      throw new ChatTemplateError(`chat template does not parse: ${(err as Error).message}`);
+    }
+  }
+
+  render(variables: Readonly<Record<string, unknown>>): string {
+    const env = new Environment();
+    const globals: Record<string, unknown> = {
+      false: false,
+      true: true,
+      none: null,
+      False: false,
+      True: true,
+      None: null,
+      range,
+      raise_exception: (message: unknown) => {
+        throw new ChatTemplateError(String(message));
+      },
+      strftime_now: (format: unknown) => strftime(this.clock(), String(format), this.timeZone),
+    };
+    for (const [name, value] of Object.entries({ ...globals, ...variables })) env.set(name, value);
+    try {
+      return new Interpreter(env).run(this.parsed).value as string;
+    } catch (err) {
+      if (err instanceof ChatTemplateError) throw err;
+      throw new ChatTemplateError(`chat template failed: ${(err as Error).message}`);
+    }
+  }
+}
+
+function range(start: number, stop?: number, step = 1): number[] {
+  if (stop === undefined) [start, stop] = [0, start];
+  if (step === 0) throw new ChatTemplateError('range() step must not be zero');
+  const out: number[] = [];
+  for (let i = start; step > 0 ? i < stop : i > stop; i += step) out.push(i);
+  return out;
+}
+
+const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
+const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
+
+/** Python's strftime for the common directives, C locale. */
+export function strftime(ms: number, format: string, timeZone: string): string {
+  const parts: Record<string, string> = {};
+  const formatter = new Intl.DateTimeFormat('en-US', {
+    timeZone,
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: 'numeric',
+    day: 'numeric',
+    hour: 'numeric',
+    minute: 'numeric',
+    second: 'numeric',
+    weekday: 'short',
+  });
+  for (const part of formatter.formatToParts(ms)) parts[part.type] = part.value;
+  const year = Number(parts['year']);
+  const month = Number(parts['month']);
+  const day = Number(parts['day']);
+  const hour = Number(parts['hour']);
+  const weekday = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'].indexOf(parts['weekday'] ?? '');
+  const pad = (n: number, width = 2) => String(n).padStart(width, '0');
+  const dayOfYear = Math.round((Date.UTC(year, month - 1, day) - Date.UTC(year, 0, 1)) / 86_400_000) + 1;
+  return format.replace(/%([a-zA-Z%])/g, (whole, directive: string) => {
+    switch (directive) {
+      case 'Y': return String(year);
+      case 'y': return pad(year % 100);
+      case 'm': return pad(month);
+      case 'd': return pad(day);
+      case 'e': return String(day).padStart(2, ' ');
+      case 'b': return MONTHS[month - 1]!.slice(0, 3);
+      case 'B': return MONTHS[month - 1]!;
+      case 'a': return DAYS[weekday]!.slice(0, 3);
+      case 'A': return DAYS[weekday]!;
+      case 'H': return pad(hour);
+      case 'I': return pad(hour % 12 === 0 ? 12 : hour % 12);
+      case 'p': return hour < 12 ? 'AM' : 'PM';
+      case 'M': return pad(Number(parts['minute']));
+      case 'S': return pad(Number(parts['second']));
+      case 'j': return pad(dayOfYear, 3);
+      case '%': return '%';
+      default: return whole;
+    }
+  });
+}
