@@ -69,7 +69,8 @@ export class ByteLevelBpe {
       if (id === undefined) throw new UnsupportedTokenizerError(`no token for byte ${byte}`);
       this.byteIds[byte] = id;
     }
-    const decoder = new TextDecoder('utf-8', { fatal: true });
+    // ignoreBOM keeps a leading U+FEFF: some vocabulary entries start with one.
+    const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
     for (const [token, id] of Object.entries(vocab)) {
       const bytes = [...token].map((ch) => byteOfUnicode.get(ch));
       if (bytes.some((b) => b === undefined)) continue;

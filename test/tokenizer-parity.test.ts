@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { ByteLevelBpe } from '../src/tokens/byte-level-bpe.js';
+import { textTokenizerFrom } from '../src/tokens/text-tokenizer.js';
+import { llamaTokenizerConfig, llamaTokenizerJson, referenceIds, variedCorpus } from './helpers/llama.js';
+
+const fast = new ByteLevelBpe(llamaTokenizerJson);
+
+describe('fast byte-level BPE against @huggingface/tokenizers (Llama 3.2)', () => {
+  const corpus = variedCorpus(20261123, 400);
+
+  it('produces identical ids on a varied corpus, with and without special tokens', () => {
+    let mismatches = 0;
+    for (const text of corpus) {
+      for (const special of [false, true]) {
+        const expected = referenceIds(text, special);
+        const actual = fast.encode(text, special);
+        if (JSON.stringify(actual) !== JSON.stringify(expected)) {
+          mismatches++;
+          expect({ text, special, actual }).toEqual({ text, special, actual: expected });
+        }
+        expect(fast.count(text, special)).toBe(expected.length);
+      }
+    }
+    expect(mismatches).toBe(0);
+  });
+
+  it('agrees on the whole corpus as one text (cache warm) and on long unspaced runs (heap merging)', () => {
+    const all = corpus.join('');
+    expect(fast.encode(all, true)).toEqual(referenceIds(all, true));
+    for (const long of ['가나다라마바사아자차카타파하'.repeat(40), '中文文本'.repeat(100), 'x'.repeat(3000), '😀'.repeat(200), ' '.repeat(500) + 'a']) {
+      expect(fast.encode(long, false)).toEqual(referenceIds(long, false));
+    }
+  });
+
+  it('adds <|begin_of_text|> for add_special_tokens and splits special tokens out of text', () => {
+    expect(fast.encode('Hello world', true)).toEqual([128000, 9906, 1917]);
+    expect(fast.encode('<|eot_id|>', false)).toEqual([128009]);
+  });
+
+  it('falls back to @huggingface/tokenizers for a tokenizer.json it does not implement', () => {
+    const withNormalizer = { ...llamaTokenizerJson, normalizer: { type: 'Lowercase' } };
+    const tokenizer = textTokenizerFrom(withNormalizer, llamaTokenizerConfig);
+    expect(tokenizer.implementation).toBe('huggingface');
+    expect(tokenizer.encode('HELLO', false)).toEqual(referenceIds('hello', false));
+    expect(textTokenizerFrom(llamaTokenizerJson, llamaTokenizerConfig).implementation).toBe('fast-bpe');
+  });
+});
