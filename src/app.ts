@@ -44,6 +44,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   const engine = new QuotaEngine(store, currentConfig, clock);
   const tokenizers = new TokenizerRegistry(config, {
     logger,
+    metrics,
     clock,
     ...(options.workerScript ? { workerScript: options.workerScript } : {}),
   });

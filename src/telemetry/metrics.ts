@@ -26,6 +26,13 @@ export function createMetrics(options: { processMetrics?: boolean } = {}) {
       labelNames: ['model'] as const,
       registers: [registry],
     }),
+    tokenizeDuration: new Histogram({
+      name: 'tokenwarden_tokenize_duration_seconds',
+      help: 'Time to count a prompt, by where it ran (main thread or worker).',
+      labelNames: ['thread'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry],
+    }),
     storeErrors: new Counter({
       name: 'tokenwarden_store_errors_total',
       help: 'Quota store operations that failed, by operation.',

@@ -4,6 +4,7 @@ import type { ConfigSnapshot } from '../config/snapshot.js';
 import { BadRequestError, type OpenAIRequest } from '../openai/request.js';
 import { promptOf } from '../openai/prompt.js';
 import type { Logger } from '../telemetry/logger.js';
+import type { Metrics } from '../telemetry/metrics.js';
 import { ChatTemplate, ChatTemplateError } from './chat-template.js';
 import type { CountTask } from './count-worker.js';
 import type { PromptTokenCounter } from './counter.js';
@@ -43,6 +44,7 @@ function loadTokenizer(source: TokenizerSource, hub: HubOptions): Promise<Loaded
 
 export interface RegistryOptions {
   readonly logger: Logger;
+  readonly metrics?: Metrics;
   readonly hub?: HubOptions;
   /** The compiled worker script; by default count-worker.js beside this module. */
   readonly workerScript?: URL;
@@ -123,11 +125,15 @@ export class TokenizerRegistry implements PromptTokenCounter {
       throw err;
     }
     const bytes = promptText.texts.reduce((sum, t) => sum + Buffer.byteLength(t, 'utf8'), 0);
-    if (this.pool && bytes > this.threshold) {
-      const counted = await this.pool.run({ files, texts: promptText.texts, addSpecialTokens: promptText.addSpecialTokens });
+    const onWorker = this.pool !== undefined && bytes > this.threshold;
+    const stopTimer = this.options.metrics?.tokenizeDuration.startTimer({ thread: onWorker ? 'worker' : 'main' });
+    try {
+      if (!onWorker) return tokenizer.count(promptText);
+      const counted = await this.pool!.run({ files, texts: promptText.texts, addSpecialTokens: promptText.addSpecialTokens });
       return counted + promptText.tokenIds;
+    } finally {
+      stopTimer?.();
     }
-    return tokenizer.count(promptText);
   }
 
   async close(): Promise<void> {
