@@ -2,7 +2,7 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NPM_STAMP := node_modules/.package-lock.json
 
-.PHONY: run build test typecheck deps system-deps clean
+.PHONY: run build test typecheck deps system-deps bench clean
 
 run: build
 	node dist/main.js --config config/limits.yaml
@@ -28,5 +28,11 @@ test: deps typecheck build
 	node -e 'const r=require("./.test-results.json"); console.log(`$${r.numPassedTests} passed, $${r.numFailedTests} failed, $${r.numPendingTests+r.numTodoTests} skipped`)'; \
 	exit $$status
 
+# Benchmarks print ratios against a baseline measured in the same run.
+bench: $(NPM_STAMP)
+	npx tsc -p tsconfig.bench.json
+	cp src/quota/*.lua .bench-build/src/quota/
+	node .bench-build/bench/tokenize.bench.js
+
 clean:
-	rm -rf dist node_modules
+	rm -rf dist .bench-build node_modules
