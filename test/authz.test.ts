@@ -94,6 +94,12 @@ describe.each(['memory', 'redis'] as const)('ext_authz Check with the %s store',
     expect(res.metadata['reserved_tokens']).toBe((res.metadata['prompt_tokens'] as number) + 100);
   });
 
+  it('reserves max_tokens for each of n choices', async () => {
+    const res = await t.envoy.check({ headers: auth('key-bob'), body: { ...chat('m1', 'hi', 40), n: 3 } });
+    expect(res.metadata['reserved_tokens']).toBe((res.metadata['prompt_tokens'] as number) + 120);
+    expect((await t.envoy.check({ headers: auth('key-bob'), body: { ...chat('m1', 'hi', 40), n: 0 } })).status).toBe(400);
+  });
+
   it('answers 429 with an OpenAI error body, retry-after and the denying limit once tokens run out', async () => {
     const first = await t.envoy.check({ headers: auth('key-alice'), body: chat('m1', 'hello', 100) });
     const cost = first.metadata['reserved_tokens'] as number;

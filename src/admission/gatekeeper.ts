@@ -147,6 +147,7 @@ export class Gatekeeper {
         model,
         promptTokens,
         maxTokens: parsed.maxTokens,
+        choices: parsed.choices,
         requestId: request.headers.get('x-request-id'),
       });
     } catch (err) {

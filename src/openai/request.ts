@@ -4,6 +4,8 @@ export interface OpenAIRequest {
   readonly model: string | undefined;
   /** max_completion_tokens, else max_tokens; undefined when the client set neither. */
   readonly maxTokens: number | undefined;
+  /** How many completions (choices) the request asks for: each may use up to maxTokens. */
+  readonly choices: number;
   readonly stream: boolean;
   /** The parsed body, for the token counter (messages, prompt, tools, ...). */
   readonly body: Readonly<Record<string, unknown>>;
@@ -20,6 +22,7 @@ export class BadRequestError extends Error {
 }
 
 const MAX_MODEL_NAME_LENGTH = 256;
+const MAX_CHOICES = 128;
 
 /** Parses a request body. Throws BadRequestError with a message fit to show the client. */
 export function parseOpenAIRequest(bodyText: string, path: string): OpenAIRequest {
@@ -40,6 +43,10 @@ export function parseOpenAIRequest(bodyText: string, path: string): OpenAIReques
   }
 
   const maxTokens = readMaxTokens(fields, 'max_completion_tokens') ?? readMaxTokens(fields, 'max_tokens');
+  const n = fields['n'];
+  if (n !== undefined && n !== null && (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1 || n > MAX_CHOICES)) {
+    throw new BadRequestError(`'n' must be an integer from 1 to ${MAX_CHOICES}.`, 'n');
+  }
   const stream = fields['stream'];
   if (stream !== undefined && stream !== null && typeof stream !== 'boolean') {
     throw new BadRequestError("'stream' must be a boolean.", 'stream');
@@ -49,6 +56,7 @@ export function parseOpenAIRequest(bodyText: string, path: string): OpenAIReques
     kind: requestKind(path, fields),
     model: model as string | undefined,
     maxTokens,
+    choices: typeof n === 'number' ? n : 1,
     stream: stream === true,
     body: fields,
   };

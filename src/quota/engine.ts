@@ -36,6 +36,8 @@ export interface AdmissionRequest {
   readonly promptTokens: number;
   /** The request's max_tokens, if it gave one. */
   readonly maxTokens: number | undefined;
+  /** Completions requested (OpenAI's n); each may produce up to maxTokens. */
+  readonly choices: number;
   /** Envoy's x-request-id. */
   readonly requestId: string | undefined;
 }
@@ -95,7 +97,7 @@ export class QuotaEngine {
     const now = this.clock();
     const limits = config.limitsFor(request.user, request.model);
     const { defaultCompletionTokens, concurrencyLeaseSeconds } = config.settings.reservation;
-    const reservedTokens = request.promptTokens + (request.maxTokens ?? defaultCompletionTokens);
+    const reservedTokens = request.promptTokens + (request.maxTokens ?? defaultCompletionTokens) * request.choices;
     const keys = userModelKeys(request.user, request.model);
     const windows = this.windows(config, keys);
     const counters: CounterCharge[] = windows.map(({ name, key, window }) => {
