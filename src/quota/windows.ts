@@ -1,3 +1,5 @@
+import { wallClock } from '../zoned-time.js';
+
 /**
  * Counting windows.
  *
@@ -43,22 +45,13 @@ export function slidingWindow(lengthMs: number, bucketMs: number): Window {
 
 /** A calendar day in `timeZone`; its bucket is the day's start in minutes since the epoch. */
 export function calendarDay(timeZone: string): Window {
-  const format = new Intl.DateTimeFormat('en-US', {
-    timeZone,
-    hourCycle: 'h23',
-    year: 'numeric',
-    month: 'numeric',
-    day: 'numeric',
-    hour: 'numeric',
-    minute: 'numeric',
-    second: 'numeric',
-  });
   let current: { startMs: number; endMs: number } | undefined;
   return {
     lengthMs: 24 * 3600 * 1000,
     positionAt(nowMs) {
       if (current === undefined || nowMs < current.startMs || nowMs >= current.endMs) {
-        current = dayAround(nowMs, format);
+        const { year, month, day } = wallClock(nowMs, timeZone);
+        current = { startMs: wallMidnightToUtc(year, month, day, timeZone), endMs: wallMidnightToUtc(year, month, day + 1, timeZone) };
       }
       const { startMs, endMs } = current;
       return {
@@ -71,32 +64,12 @@ export function calendarDay(timeZone: string): Window {
   };
 }
 
-function dayAround(nowMs: number, format: Intl.DateTimeFormat): { startMs: number; endMs: number } {
-  const { year, month, day } = wallClock(nowMs, format);
-  return { startMs: wallMidnightToUtc(year, month, day, format), endMs: wallMidnightToUtc(year, month, day + 1, format) };
-}
-
-function wallClock(ms: number, format: Intl.DateTimeFormat) {
-  const parts: Record<string, number> = {};
-  for (const part of format.formatToParts(ms)) {
-    if (part.type !== 'literal') parts[part.type] = Number(part.value);
-  }
-  return {
-    year: parts['year']!,
-    month: parts['month']!,
-    day: parts['day']!,
-    offsetMs: Date.UTC(parts['year']!, parts['month']! - 1, parts['day']!, parts['hour']!, parts['minute']!, parts['second']!) -
-      Math.floor(ms / 1000) * 1000,
-  };
-}
-
 /** The UTC time of local midnight starting the given wall-clock date (day may overflow the month). */
-function wallMidnightToUtc(year: number, month: number, day: number, format: Intl.DateTimeFormat): number {
+function wallMidnightToUtc(year: number, month: number, day: number, timeZone: string): number {
   const wall = Date.UTC(year, month - 1, day);
-  let utc = wall - wallClock(wall, format).offsetMs;
+  const guess = wall - wallClock(wall, timeZone).offsetMs;
   // The offset at the guess may differ from the offset at midnight itself (a DST change that day).
-  utc = wall - wallClock(utc, format).offsetMs;
-  return utc;
+  return wall - wallClock(guess, timeZone).offsetMs;
 }
 
 export const MINUTE = slidingWindow(60_000, 5_000);

@@ -1,4 +1,5 @@
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
+import { wallClock } from '../zoned-time.js';
 
 /** A template called raise_exception, or failed to render: the request is malformed for this model. */
 export class ChatTemplateError extends Error {
@@ -66,24 +67,7 @@ const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 
 
 /** Python's strftime for the common directives, C locale. */
 export function strftime(ms: number, format: string, timeZone: string): string {
-  const parts: Record<string, string> = {};
-  const formatter = new Intl.DateTimeFormat('en-US', {
-    timeZone,
-    hourCycle: 'h23',
-    year: 'numeric',
-    month: 'numeric',
-    day: 'numeric',
-    hour: 'numeric',
-    minute: 'numeric',
-    second: 'numeric',
-    weekday: 'short',
-  });
-  for (const part of formatter.formatToParts(ms)) parts[part.type] = part.value;
-  const year = Number(parts['year']);
-  const month = Number(parts['month']);
-  const day = Number(parts['day']);
-  const hour = Number(parts['hour']);
-  const weekday = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'].indexOf(parts['weekday'] ?? '');
+  const { year, month, day, hour, minute, second, weekday } = wallClock(ms, timeZone);
   const pad = (n: number, width = 2) => String(n).padStart(width, '0');
   const dayOfYear = Math.round((Date.UTC(year, month - 1, day) - Date.UTC(year, 0, 1)) / 86_400_000) + 1;
   return format.replace(/%([a-zA-Z%])/g, (whole, directive: string) => {
@@ -100,8 +84,8 @@ export function strftime(ms: number, format: string, timeZone: string): string {
       case 'H': return pad(hour);
       case 'I': return pad(hour % 12 === 0 ? 12 : hour % 12);
       case 'p': return hour < 12 ? 'AM' : 'PM';
-      case 'M': return pad(Number(parts['minute']));
-      case 'S': return pad(Number(parts['second']));
+      case 'M': return pad(minute);
+      case 'S': return pad(second);
       case 'j': return pad(dayOfYear, 3);
       case '%': return '%';
       default: return whole;
