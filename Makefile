@@ -18,7 +18,10 @@ deps: $(NPM_STAMP) system-deps
 
 # Debian packages the tests use, installed only when missing.
 system-deps:
-	@command -v redis-server >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y redis-server; }
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v luajit >/dev/null || missing="$$missing luajit"; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; fi
 
 typecheck: $(NPM_STAMP)
 	npx tsc --noEmit -p .
