@@ -1,3 +1,4 @@
+import { Reconciler } from './accounting/reconciler.js';
 import { Gatekeeper } from './admission/gatekeeper.js';
 import type { ConfigSnapshot } from './config/snapshot.js';
 import { startGrpcServer, type GrpcServer } from './envoy/server.js';
@@ -35,7 +36,8 @@ export interface App {
 /** Wires the store, engine, gatekeeper and both servers together. */
 export async function startApp(options: AppOptions): Promise<App> {
   const logger = options.logger ?? createLogger();
-  const metrics = createMetrics({ processMetrics: options.processMetrics ?? false });
+  const userLabel = options.config.settings.metrics.userLabel;
+  const metrics = createMetrics({ processMetrics: options.processMetrics ?? false, userLabel });
   const clock = options.clock ?? Date.now;
   let config = options.config;
   const currentConfig = () => config;
@@ -49,11 +51,12 @@ export async function startApp(options: AppOptions): Promise<App> {
     ...(options.workerScript ? { workerScript: options.workerScript } : {}),
   });
   const gatekeeper = new Gatekeeper({ config: currentConfig, engine, counter: tokenizers, metrics, logger });
+  const reconciler = new Reconciler({ engine, metrics, logger, userLabel });
 
   let grpc: GrpcServer | undefined;
   let http: HttpServer | undefined;
   try {
-    grpc = await startGrpcServer(options.grpcAddr, { gatekeeper, metrics, logger });
+    grpc = await startGrpcServer(options.grpcAddr, { gatekeeper, reconciler, metrics, logger });
     http = await startHttpServer(options.httpAddr, {
       config: currentConfig,
       engine,

@@ -9,6 +9,8 @@ const root = loadEnvoyRoot([
   'envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto',
   'envoy/extensions/filters/http/router/v3/router.proto',
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+  'envoy/extensions/filters/http/lua/v3/lua.proto',
+  'envoy/extensions/access_loggers/grpc/v3/als.proto',
 ]);
 
 describe('envoy/envoy.yaml', () => {
@@ -24,6 +26,14 @@ describe('envoy/envoy.yaml', () => {
     expect(protoShapeProblems(broken, root.lookupType('envoy.config.bootstrap.v3.Bootstrap'), root)).toEqual([
       '$.static_resources.clusters[0].conect_timeout: no such field in envoy.config.cluster.v3.Cluster',
     ]);
+  });
+
+  it('reads usage with usage.lua after ext_authz and sends the gRPC access log to tokenwarden over V3', () => {
+    const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    expect(hcm.http_filters.map((f: { name: string }) => f.name)).toEqual(['envoy.filters.http.ext_authz', 'envoy.filters.http.lua', 'envoy.filters.http.router']);
+    const als = hcm.access_log[0].typed_config.common_config;
+    expect(als.transport_api_version).toBe('V3');
+    expect(als.grpc_service.envoy_grpc.cluster_name).toBe('tokenwarden');
   });
 
   it('sends bodies to ext_authz over V3 with a timeout above the 200 ms default', () => {

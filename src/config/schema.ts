@@ -110,6 +110,13 @@ export const limitsFileSchema = z
       })
       .strict()
       .default({ workerThresholdBytes: 16 * 1024, workers: 1, templateTimeZone: 'UTC' }),
+    metrics: z
+      .object({
+        /** Label charged tokens by user (read at start-up; mind the cardinality). */
+        userLabel: z.boolean().default(false),
+      })
+      .strict()
+      .default({ userLabel: false }),
     /** Request bodies larger than this are refused with 413 before any parsing. */
     maxBodyBytes: z.number().int().positive().default(1024 * 1024),
     /** On a quota-store failure: true fails the gRPC call (Envoy's failure_mode_allow decides), false denies with 503. */

@@ -1,6 +1,6 @@
 import type { ConfigSnapshot, EffectiveLimits } from '../config/snapshot.js';
 import { userModelKeys, reservationIdFor, type UserModelKeys } from './keys.js';
-import type { CounterCharge, QuotaStore } from './store.js';
+import type { Charge, CounterCharge, QuotaStore, SettleOutcome } from './store.js';
 import {
   calendarDay,
   countedSum,
@@ -78,6 +78,17 @@ export interface ModelUsage {
 }
 
 const CONCURRENCY_RETRY_MS = 1000;
+/** How long a reservation outlives its concurrency lease, waiting for a late access-log entry. */
+const RESERVATION_GRACE_MS = 60_000;
+/** The first three windows count tokens (minute, hour, day); the fourth counts requests. */
+const TOKEN_WINDOWS = 3;
+
+export interface SettleRequest {
+  readonly user: string;
+  readonly model: string;
+  readonly reservationId: string;
+  readonly charge: Charge;
+}
 
 /**
  * Decides admissions: a request is charged its prompt tokens plus its expected completion in every
@@ -126,21 +137,21 @@ export class QuotaEngine {
         limit: limits.maxConcurrentRequests ?? null,
         nowMs: now,
         expiresAtMs: now + leaseMs,
-        ttlMs: leaseMs + 60_000,
+        ttlMs: leaseMs + RESERVATION_GRACE_MS,
       },
       reservation: {
         id: reservationId,
         fallbackId: `${reservationId}.${now.toString(36)}${Math.random().toString(36).slice(2, 8)}`,
         keyFor: keys.reservation,
-        ttlMs: leaseMs + 60_000,
+        ttlMs: leaseMs + RESERVATION_GRACE_MS,
         record: {
           user: request.user,
           model: request.model,
           promptTokens: request.promptTokens,
           reservedTokens,
           createdAtMs: now,
-          charges: counters.filter((c) => c.cost > 0).map((c) => ({ key: c.key, bucket: c.bucket, amount: c.cost })),
-          leaseKey: keys.leases,
+          expiresAtMs: now + leaseMs + RESERVATION_GRACE_MS,
+          tokenBuckets: counters.slice(0, TOKEN_WINDOWS).map((c) => c.bucket),
         },
       },
     });
@@ -167,6 +178,27 @@ export class QuotaEngine {
       reservedTokens,
       view: { ...(tightest ? { tokens: tightest } : {}), ...(requests ? { requests } : {}) },
     };
+  }
+
+  /** Settles reservations with what the requests really used (or a rule's stand-in), at most once each. */
+  async settle(requests: readonly SettleRequest[]): Promise<SettleOutcome[]> {
+    const now = this.clock();
+    const ttlMs = this.config().settings.reservation.concurrencyLeaseSeconds * 1000 + RESERVATION_GRACE_MS;
+    return this.store.settle(
+      requests.map((request) => {
+        const keys = userModelKeys(request.user, request.model);
+        return {
+          reservationKey: keys.reservation(request.reservationId),
+          tombstoneKey: keys.settled(request.reservationId),
+          tombstoneTtlMs: ttlMs,
+          leaseKey: keys.leases,
+          reservationId: request.reservationId,
+          tokenCounterKeys: [keys.tokensPerMinute, keys.tokensPerHour, keys.tokensPerDay],
+          charge: request.charge,
+          nowMs: now,
+        };
+      }),
+    );
   }
 
   /** Usage of one user for each configured model (or just `onlyModel`). */

@@ -12,6 +12,8 @@ export interface UserModelKeys {
   readonly requestsPerMinute: string;
   readonly leases: string;
   reservation(id: string): string;
+  /** The tombstone of a settled reservation. */
+  settled(id: string): string;
 }
 
 export function userModelKeys(user: string, model: string): UserModelKeys {
@@ -23,6 +25,7 @@ export function userModelKeys(user: string, model: string): UserModelKeys {
     requestsPerMinute: `${prefix}rpm`,
     leases: `${prefix}leases`,
     reservation: (id) => `${prefix}res:${id}`,
+    settled: (id) => `${prefix}done:${id}`,
   };
 }
 

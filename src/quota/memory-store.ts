@@ -1,5 +1,5 @@
 import type { Buckets } from './windows.js';
-import type { CounterRead, QuotaStore, ReservePlan, ReserveOutcome } from './store.js';
+import type { CounterRead, QuotaStore, ReservationRecord, ReservePlan, ReserveOutcome, SettleOutcome, SettlePlan } from './store.js';
 
 type Clock = () => number;
 
@@ -16,6 +16,7 @@ export class MemoryStore implements QuotaStore {
   private readonly counters = new Map<string, Expiring<Map<number, number>>>();
   private readonly leases = new Map<string, Expiring<Map<string, number>>>();
   private readonly reservations = new Map<string, Expiring<string>>();
+  private readonly tombstones = new Map<string, Expiring<true>>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly clock: Clock = Date.now) {
@@ -61,6 +62,33 @@ export class MemoryStore implements QuotaStore {
     return { admitted: true, reservationId, used, leasesHeld: held + 1 };
   }
 
+  async settle(plans: readonly SettlePlan[]): Promise<SettleOutcome[]> {
+    const now = this.clock();
+    return plans.map((plan) => {
+      if (this.live(this.tombstones, plan.tombstoneKey, now)) return { status: 'duplicate' };
+      const raw = this.live(this.reservations, plan.reservationKey, now);
+      if (raw === undefined) return { status: 'unknown' };
+      const record = JSON.parse(raw) as ReservationRecord;
+      if (record.expiresAtMs < plan.nowMs) {
+        this.reservations.delete(plan.reservationKey);
+        return { status: 'unknown' };
+      }
+      const { charge } = plan;
+      const charged =
+        charge.kind === 'actual' ? charge.tokens : charge.kind === 'prompt' ? record.promptTokens : charge.kind === 'nothing' ? 0 : record.reservedTokens;
+      const delta = charged - record.reservedTokens;
+      record.tokenBuckets.forEach((bucket, i) => {
+        const buckets = this.live(this.counters, plan.tokenCounterKeys[i]!, now);
+        const current = buckets?.get(bucket);
+        if (buckets && current !== undefined) buckets.set(bucket, Math.max(0, current + delta));
+      });
+      this.live(this.leases, plan.leaseKey, now)?.delete(plan.reservationId);
+      this.reservations.delete(plan.reservationKey);
+      this.tombstones.set(plan.tombstoneKey, { value: true, expiresAtMs: now + plan.tombstoneTtlMs });
+      return { status: 'settled', reservedTokens: record.reservedTokens, promptTokens: record.promptTokens, chargedTokens: charged };
+    });
+  }
+
   async readCounters(reads: readonly CounterRead[]): Promise<Buckets[]> {
     const now = this.clock();
     return reads.map((read) => countedBuckets(this.live(this.counters, read.key, now), read.oldestCounted));
@@ -76,6 +104,7 @@ export class MemoryStore implements QuotaStore {
       this.counters.delete(key);
       this.leases.delete(key);
       this.reservations.delete(key);
+      this.tombstones.delete(key);
     }
   }
 
@@ -106,7 +135,7 @@ export class MemoryStore implements QuotaStore {
 
   private sweep(): void {
     const now = this.clock();
-    for (const map of [this.counters, this.leases, this.reservations] as Array<Map<string, Expiring<unknown>>>) {
+    for (const map of [this.counters, this.leases, this.reservations, this.tombstones] as Array<Map<string, Expiring<unknown>>>) {
       for (const [key, entry] of map) if (entry.expiresAtMs <= now) map.delete(key);
     }
   }

@@ -7,12 +7,16 @@ import {
   type QuotaStore,
   type ReservePlan,
   type ReserveOutcome,
+  type SettleOutcome,
+  type SettlePlan,
 } from './store.js';
 
 const RESERVE_SCRIPT = readFileSync(new URL('./reserve.lua', import.meta.url), 'utf8');
+const SETTLE_SCRIPT = readFileSync(new URL('./settle.lua', import.meta.url), 'utf8');
 
 type RedisWithScripts = (Redis | Cluster) & {
   twReserve(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<number[]>;
+  twSettle(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<number[]>;
 };
 
 /**
@@ -24,6 +28,7 @@ const COMMAND_TIMEOUT_MS = 500;
 
 const CLIENT_OPTIONS: RedisOptions = {
   commandTimeout: COMMAND_TIMEOUT_MS,
+  enableAutoPipelining: true,
   enableOfflineQueue: false,
   maxRetriesPerRequest: 1,
   lazyConnect: true,
@@ -54,7 +59,12 @@ export function redisClientForUrl(url: string): Redis | Cluster {
   if (kind === 'cluster') {
     // The cluster itself connects lazily; its node clients must not, or the slot map is never fetched.
     const { lazyConnect: _lazy, ...nodeOptions } = CLIENT_OPTIONS;
-    return new Cluster(nodes, { lazyConnect: true, enableOfflineQueue: false, redisOptions: { ...nodeOptions, ...credentials } });
+    return new Cluster(nodes, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+      redisOptions: { ...nodeOptions, ...credentials },
+    });
   }
   return new Redis({ ...CLIENT_OPTIONS, ...credentials, sentinels: nodes, name: decodeURIComponent(name!), db: Number(db ?? 0) });
 }
@@ -70,6 +80,7 @@ export class RedisStore implements QuotaStore {
   constructor(url: string) {
     this.redis = redisClientForUrl(url) as RedisWithScripts;
     this.redis.defineCommand('twReserve', { lua: RESERVE_SCRIPT });
+    this.redis.defineCommand('twSettle', { lua: SETTLE_SCRIPT });
     // Errors surface through the commands that hit them; without a listener ioredis would print them.
     this.redis.on('error', () => {});
   }
@@ -110,6 +121,24 @@ export class RedisStore implements QuotaStore {
     }
     if (reply[1] === 0) return { admitted: false, deniedBy: { lease: true, earliestExpiryMs: reply[2]! } };
     return { admitted: false, deniedBy: { counter: reply[1]! - 1, buckets: pairs(reply.slice(2)) } };
+  }
+
+  async settle(plans: readonly SettlePlan[]): Promise<SettleOutcome[]> {
+    // Issued together: auto-pipelining sends them in one round trip per Redis node.
+    const replies = await this.run(() =>
+      Promise.all(
+        plans.map((plan) => {
+          const keys = [plan.reservationKey, plan.tombstoneKey, plan.leaseKey, ...plan.tokenCounterKeys];
+          const actual = plan.charge.kind === 'actual' ? plan.charge.tokens : 0;
+          return this.redis.twSettle(keys.length, ...keys, plan.charge.kind, actual, plan.reservationId, plan.tombstoneTtlMs, plan.nowMs);
+        }),
+      ),
+    );
+    return replies.map((reply): SettleOutcome => {
+      if (reply[0] === 2) return { status: 'duplicate' };
+      if (reply[0] === 3) return { status: 'unknown' };
+      return { status: 'settled', reservedTokens: reply[1]!, promptTokens: reply[2]!, chargedTokens: reply[3]! };
+    });
   }
 
   async readCounters(reads: readonly CounterRead[]): Promise<Buckets[]> {

@@ -26,9 +26,36 @@ export interface ReservationRecord {
   readonly promptTokens: number;
   readonly reservedTokens: number;
   readonly createdAtMs: number;
-  readonly charges: ReadonlyArray<{ readonly key: string; readonly bucket: number; readonly amount: number }>;
-  readonly leaseKey: string;
+  /** After this the reservation counts as settled by expiry, whatever the store's own TTL says. */
+  readonly expiresAtMs: number;
+  /** The bucket charged in each token window, in SettlePlan.tokenCounterKeys order (minute, hour, day). */
+  readonly tokenBuckets: readonly number[];
 }
+
+/** How a settlement charges the tokens: what the model used, or a rule's stand-in for it. */
+export type Charge =
+  | { readonly kind: 'actual'; readonly tokens: number }
+  | { readonly kind: 'reserved' }
+  | { readonly kind: 'prompt' }
+  | { readonly kind: 'nothing' };
+
+export interface SettlePlan {
+  readonly reservationKey: string;
+  /** Marks a settled reservation for a while, so a resent entry is recognised (and never charged). */
+  readonly tombstoneKey: string;
+  readonly tombstoneTtlMs: number;
+  readonly leaseKey: string;
+  readonly reservationId: string;
+  /** The minute, hour and day token counters. */
+  readonly tokenCounterKeys: readonly string[];
+  readonly charge: Charge;
+  readonly nowMs: number;
+}
+
+export type SettleOutcome =
+  | { readonly status: 'settled'; readonly reservedTokens: number; readonly promptTokens: number; readonly chargedTokens: number }
+  | { readonly status: 'duplicate' }
+  | { readonly status: 'unknown' };
 
 export interface ReservePlan {
   readonly counters: readonly CounterCharge[];
@@ -67,6 +94,12 @@ export interface CounterRead {
  */
 export interface QuotaStore {
   reserve(plan: ReservePlan): Promise<ReserveOutcome>;
+  /**
+   * Settles reservations, each atomically and at most once: the token windows are corrected from the
+   * reserved amount to the charged one (in the buckets the reservation charged; never below zero),
+   * the concurrency lease is released, and the reservation is replaced by a tombstone.
+   */
+  settle(plans: readonly SettlePlan[]): Promise<SettleOutcome[]>;
   /** The counted buckets of each counter, oldest first. */
   readCounters(reads: readonly CounterRead[]): Promise<Buckets[]>;
   /** Leases not yet expired at `nowMs`. */

@@ -1,9 +1,9 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
 /** Every metric of one tokenwarden instance, in its own registry. */
-export function createMetrics(options: { processMetrics?: boolean } = {}) {
+export function createMetrics(options: { processMetrics?: boolean; userLabel?: boolean } = {}) {
   const registry = new Registry();
   if (options.processMetrics) collectDefaultMetrics({ register: registry });
   return {
@@ -31,6 +31,36 @@ export function createMetrics(options: { processMetrics?: boolean } = {}) {
       help: 'Time to count a prompt, by where it ran (main thread or worker).',
       labelNames: ['thread'] as const,
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry],
+    }),
+    accessLogEntries: new Counter({
+      name: 'tokenwarden_accesslog_entries_total',
+      help: 'Access-log entries received, by outcome (settled, duplicate, expired, not_reserved, failed).',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    accessLogStreams: new Gauge({
+      name: 'tokenwarden_accesslog_streams',
+      help: 'Open StreamAccessLogs connections (one per Envoy worker thread).',
+      registers: [registry],
+    }),
+    settlements: new Counter({
+      name: 'tokenwarden_settlements_total',
+      help: 'Reservations settled, by rule (usage, upstream_failure, rejected_by_model_server, usage_missing).',
+      labelNames: ['rule', 'model'] as const,
+      registers: [registry],
+    }),
+    tokensCharged: new Counter({
+      name: 'tokenwarden_tokens_charged_total',
+      help: 'Tokens finally charged at settlement, by kind (prompt, completion) and model' + (options.userLabel ? ' and user.' : '.'),
+      labelNames: options.userLabel ? (['kind', 'model', 'user'] as const) : (['kind', 'model'] as const),
+      registers: [registry],
+    }),
+    reservationError: new Histogram({
+      name: 'tokenwarden_reservation_error_tokens',
+      help: 'Reserved minus actual tokens for requests whose usage was reported (positive: reserved too much).',
+      labelNames: ['model'] as const,
+      buckets: [-4096, -1024, -256, -64, 0, 64, 256, 1024, 4096, 16384],
       registers: [registry],
     }),
     storeErrors: new Counter({

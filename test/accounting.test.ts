@@ -1,0 +1,184 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { AccessLogStandIn, type LoggedRequest } from './helpers/access-log-stand-in.js';
+import { manualClock, startTestApp, type TestApp } from './helpers/app.js';
+import { startRedisServer, type RedisServer } from './helpers/redis-server.js';
+import { runUsageLua, splitAt } from './helpers/usage-lua.js';
+import { jsonCompletion, sseCompletion } from './helpers/vllm-responses.js';
+
+const CONFIG = `
+defaults: { tokensPerMinute: 100000, tokensPerDay: 1000000, maxConcurrentRequests: 2 }
+models: { llama-3.2-1b: {}, korean-llama: {} }
+users: { sequence: { limits: { maxConcurrentRequests: null } } }
+identity: { trustUserHeader: true }
+reservation: { defaultCompletionTokens: 256, concurrencyLeaseSeconds: 120 }
+tokenization: { workers: 0 }
+`;
+
+let redis: RedisServer;
+beforeAll(async () => {
+  redis = await startRedisServer();
+});
+afterAll(async () => {
+  await redis.stop();
+});
+
+async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const value = await read();
+    if (done(value) || Date.now() > deadline) return value;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe.each(['memory', 'redis'] as const)('access-log reconciliation (%s store)', (storeKind) => {
+  let t: TestApp;
+  let als: AccessLogStandIn;
+  const clock = manualClock(Date.UTC(2026, 10, 23, 10, 0, 0));
+
+  beforeEach(async () => {
+    clock.set(Date.UTC(2026, 10, 23, 10, 0, 0));
+    if (storeKind === 'redis') await redis.client().flushall();
+    t = await startTestApp({ configYaml: CONFIG, store: storeKind === 'memory' ? { kind: 'memory' } : { kind: 'redis', url: redis.url }, clock });
+    als = new AccessLogStandIn(t.app.grpcPort);
+  });
+  afterEach(async () => {
+    await als.end();
+    als.close();
+    await t.close();
+  });
+
+  async function usage(user: string, model = 'llama-3.2-1b') {
+    const body = (await (await fetch(`${t.http}/v1/usage/${user}?model=${model}`)).json()) as any;
+    const windows = Object.fromEntries(body.models[0].windows.map((w: { window: string; used: number }) => [w.window, w.used]));
+    return { tokens: windows['tokensPerMinute'] as number, day: windows['tokensPerDay'] as number, requests: windows['requestsPerMinute'] as number, concurrent: body.models[0].concurrentRequests.used as number };
+  }
+
+  async function check(user: string, body: object) {
+    const res = await t.envoy.check({ headers: { 'x-user-id': user }, body });
+    expect(res.status).toBe(200);
+    return res;
+  }
+
+  const logged = (res: Awaited<ReturnType<typeof check>>, extra: Partial<LoggedRequest>): LoggedRequest => ({
+    requestId: res.requestId,
+    responseCode: 200,
+    authzMetadata: res.metadata,
+    ...extra,
+  });
+
+  async function settledCount(outcome: string): Promise<number> {
+    const text = await (await fetch(`${t.http}/metrics`)).text();
+    const match = new RegExp(`tokenwarden_accesslog_entries_total\\{outcome="${outcome}"\\} (\\d+)`).exec(text);
+    return Number(match?.[1] ?? 0);
+  }
+
+  it('charges exactly prompt + completion from the usage, releases the rest and the concurrency slot', async () => {
+    const res = await check('ana', { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 500 });
+    const reserved = res.metadata['reserved_tokens'] as number;
+    expect(await usage('ana')).toMatchObject({ tokens: reserved, concurrent: 1 });
+    als.send([logged(res, { usage: { promptTokens: res.metadata['prompt_tokens'] as number, completionTokens: 37 } })]);
+    const after = await eventually(() => usage('ana'), (u) => u.concurrent === 0);
+    expect(after).toEqual({ tokens: (res.metadata['prompt_tokens'] as number) + 37, day: (res.metadata['prompt_tokens'] as number) + 37, requests: 1, concurrent: 0 });
+  });
+
+  it('charges more than reserved when the model produced more (no max_tokens given)', async () => {
+    const res = await check('ben', { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'Write an essay' }] });
+    als.send([logged(res, { usage: { promptTokens: 40, completionTokens: 900 } })]);
+    expect((await eventually(() => usage('ben'), (u) => u.concurrent === 0)).tokens).toBe(940);
+  });
+
+  it('never charges a resent entry twice', async () => {
+    const res = await check('cho', { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 100 });
+    const entry = logged(res, { usage: { promptTokens: 30, completionTokens: 10 } });
+    als.send([entry, entry]);
+    als.send([entry]);
+    await eventually(() => settledCount('duplicate'), (n) => n === 2);
+    expect(await settledCount('settled')).toBe(1);
+    expect(await settledCount('duplicate')).toBe(2);
+    expect((await usage('cho')).tokens).toBe(40);
+  });
+
+  it('applies the rules for entries without usage', async () => {
+    const body = { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 100 };
+    const failed = await check('dee', body);
+    const rejected = await check('eli', body);
+    const unreported = await check('fay', body);
+    const prompt = failed.metadata['prompt_tokens'] as number;
+    als.send([logged(failed, { responseCode: 503 }), logged(rejected, { responseCode: 400 }), logged(unreported, { responseCode: 200 })]);
+    await eventually(() => settledCount('settled'), (n) => n === 3);
+    expect((await usage('dee')).tokens).toBe(prompt); // upstream failure: the prompt only
+    expect((await usage('eli')).tokens).toBe(0); // refused by vLLM: nothing
+    expect((await usage('fay')).tokens).toBe(prompt + 100); // no usage on a 2xx: the reservation stands
+    for (const user of ['dee', 'eli', 'fay']) expect((await usage(user)).concurrent).toBe(0);
+  });
+
+  it('ignores entries of requests that reserved nothing (denied or uncharged)', async () => {
+    als.send([{ requestId: 'denied-1', responseCode: 429 }, { requestId: 'get-1', responseCode: 200, authzMetadata: { user: 'gil' } }]);
+    expect(await eventually(() => settledCount('not_reserved'), (n) => n === 2)).toBe(2);
+  });
+
+  it('settles a reservation whose entry never came by expiry: the slot frees itself, the charge stands', async () => {
+    const res = await check('hal', { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 100 });
+    await check('hal', { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 100 });
+    expect((await t.envoy.check({ headers: { 'x-user-id': 'hal' }, body: { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'x' }] } })).status).toBe(429);
+    clock.advance(120_001);
+    expect((await usage('hal')).concurrent).toBe(0);
+    const reserved = res.metadata['reserved_tokens'] as number;
+    clock.advance(60_000);
+    als.send([logged(res, { usage: { promptTokens: 1, completionTokens: 1 } })]);
+    await eventually(() => settledCount('expired'), (n) => n === 1);
+    const day = (await usage('hal')).day;
+    expect(day).toBe(2 * reserved); // the late entry changed nothing
+  });
+
+  it('makes /v1/usage equal the sum of the usage objects vLLM returned, for mixed streamed and non-streamed requests', async () => {
+    let random = 7;
+    const next = (n: number) => {
+      random = (random * 1103515245 + 12345) % 2 ** 31;
+      return random % n;
+    };
+    const expected: Record<string, number> = {};
+    const pending: LoggedRequest[] = [];
+    const responses: Array<{ res: Awaited<ReturnType<typeof check>>; chunks: Buffer[]; model: string }> = [];
+    for (let i = 0; i < 24; i++) {
+      const model = i % 3 === 0 ? 'korean-llama' : 'llama-3.2-1b';
+      const streamed = i % 2 === 0;
+      const content = i % 3 === 0 ? `질문 ${i}: 서울의 날씨는 어떤가요?` : `Question ${i}: what is ${i} squared?`;
+      const maxTokens = 20 + next(200);
+      const res = await check('sequence', {
+        model,
+        messages: [{ role: 'user', content }],
+        max_tokens: maxTokens,
+        ...(streamed ? { stream: true, stream_options: { include_usage: true } } : {}),
+      });
+      // vLLM reports the prompt it tokenized (the same count) and a completion up to max_tokens.
+      const usageObject = { prompt_tokens: res.metadata['prompt_tokens'] as number, completion_tokens: 1 + next(maxTokens) };
+      expected[model] = (expected[model] ?? 0) + usageObject.prompt_tokens + usageObject.completion_tokens;
+      const body = streamed
+        ? sseCompletion(`cmpl-${i}`, ['The', ' answer', ' is', ` ${i * i}`, '.'], usageObject)
+        : jsonCompletion(`cmpl-${i}`, `The answer is ${i * i}.`, usageObject);
+      const chunks = splitAt(body, Array.from({ length: 1 + next(6) }, () => 1 + next(body.length - 1)).sort((a, b) => a - b));
+      responses.push({ res, chunks, model });
+    }
+    // Envoy's Lua filter reads each response as it streams past…
+    const luaUsage = runUsageLua(responses.map((r) => r.chunks));
+    responses.forEach(({ res }, i) => pending.push(logged(res, { usage: luaUsage[i]! })));
+    // …and the access logger ships the entries in batches on two worker streams.
+    const second = new AccessLogStandIn(t.app.grpcPort);
+    for (let i = 0; i < pending.length; i += 5) (i % 10 === 0 ? als : second).send(pending.slice(i, i + 5));
+    await eventually(() => settledCount('settled'), (n) => n === pending.length);
+    await second.end();
+    second.close();
+    for (const model of ['llama-3.2-1b', 'korean-llama']) {
+      const u = await usage('sequence', model);
+      expect(u.tokens).toBe(expected[model]);
+      expect(u.day).toBe(expected[model]);
+      expect(u.concurrent).toBe(0);
+    }
+    const metrics = await (await fetch(`${t.http}/metrics`)).text();
+    const charged = [...metrics.matchAll(/^tokenwarden_tokens_charged_total\{[^}]*\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
+    expect(charged).toBe(expected['llama-3.2-1b']! + expected['korean-llama']!);
+    expect(metrics).toMatch(/tokenwarden_reservation_error_tokens_count\{model="korean-llama"\} 8/);
+  });
+});
