@@ -113,6 +113,14 @@ describe.each(['memory', 'redis'] as const)('access-log reconciliation (%s store
     for (const user of ['dee', 'eli', 'fay']) expect((await usage(user)).concurrent).toBe(0);
   });
 
+  it('counts open access-log streams', async () => {
+    const streams = async () => Number(/^tokenwarden_accesslog_streams (\d+)$/m.exec(await (await fetch(`${t.http}/metrics`)).text())?.[1]);
+    als.send([{ requestId: 'x', responseCode: 200 }]);
+    expect(await eventually(streams, (n) => n === 1)).toBe(1);
+    await als.end();
+    expect(await eventually(streams, (n) => n === 0)).toBe(0);
+  });
+
   it('ignores entries of requests that reserved nothing (denied or uncharged)', async () => {
     als.send([{ requestId: 'denied-1', responseCode: 429 }, { requestId: 'get-1', responseCode: 200, authzMetadata: { user: 'gil' } }]);
     expect(await eventually(() => settledCount('not_reserved'), (n) => n === 2)).toBe(2);
