@@ -16,6 +16,8 @@ users:
     models: { m1: { tokensPerMinute: 300 } }
   carol: { limits: { requestsPerMinute: 2 } }
   dave: { limits: { maxConcurrentRequests: 1 } }
+groups:
+  interns: { limits: { requestsPerMinute: 1 } }
 apiKeys:
   - { sha256: "${sha('key-alice')}", user: alice }
   - { sha256: "${sha('key-bob')}", user: bob }
@@ -243,6 +245,17 @@ describe.each(['memory', 'redis'] as const)('ext_authz Check with the %s store',
     });
     expect(jwt.status).toBe(200);
     expect(jwt.metadata['user']).toBe('erin@example.com');
+    const intern = () =>
+      t.envoy.check({
+        body: chat('m1', 'hi', 1),
+        metadataContext: {
+          'envoy.filters.http.jwt_authn': {
+            fields: { jwt_payload: { structValue: { fields: { email: { stringValue: 'ivy@example.com' }, groups: { listValue: { values: [{ stringValue: 'interns' }] } } } } } },
+          },
+        },
+      });
+    expect((await intern()).status).toBe(200);
+    expect((await intern()).headers['x-tokenwarden-limit']).toBe('requestsPerMinute');
     const header = await t.envoy.check({ headers: { 'x-user-id': 'frank' }, body: chat('m1', 'hi', 1) });
     expect(header.metadata['user']).toBe('frank');
     const hostile = await t.envoy.check({ headers: { 'x-user-id': 'evil\nuser' }, body: chat('m1', 'hi', 1) });

@@ -37,6 +37,25 @@ users:
     expect(config.limitsFor('__proto__', 'korean-llama')).toEqual(config.limitsFor('bob', 'korean-llama'));
   });
 
+  it('puts group limits between user and model limits, the most generous group winning per field', () => {
+    const config = parseLimitsYaml(
+      `
+defaults: { tokensPerMinute: 100, tokensPerDay: 1000 }
+models: { m: { limits: { requestsPerMinute: 5 } } }
+groups:
+  free: { limits: { tokensPerMinute: 200, requestsPerMinute: 10 } }
+  pro: { limits: { tokensPerMinute: 5000 }, models: { m: { tokensPerDay: null } } }
+users:
+  vip: { models: { m: { tokensPerMinute: 9 } } }
+`,
+      'test',
+    );
+    expect(config.limitsFor('x', 'm', ['free'])).toEqual({ tokensPerMinute: 200, tokensPerDay: 1000, requestsPerMinute: 10 });
+    expect(config.limitsFor('x', 'm', ['free', 'pro'])).toEqual({ tokensPerMinute: 5000, requestsPerMinute: 10 });
+    expect(config.limitsFor('vip', 'm', ['pro'])).toEqual({ tokensPerMinute: 9, requestsPerMinute: 5 });
+    expect(config.limitsFor('x', 'm', ['unknown'])).toEqual({ tokensPerMinute: 100, tokensPerDay: 1000, requestsPerMinute: 5 });
+  });
+
   it('keeps the snapshot immutable', () => {
     const config = parseLimitsYaml('defaults: { tokensPerMinute: 5 }\nmodels: { m: {} }', 'test');
     expect(() => {

@@ -144,6 +144,7 @@ export class Gatekeeper {
     try {
       admission = await this.deps.engine.admit({
         user,
+        groups: identity.groups,
         model,
         promptTokens,
         maxTokens: parsed.maxTokens,

@@ -39,12 +39,14 @@ const modelSchema = z
   })
   .strict();
 
-const userSchema = z
+/** Limits for a user, or for every member of a group: overall, and per model. */
+const subjectSchema = z
   .object({
     limits: limitsSchema.optional(),
     models: z.record(z.string(), limitsSchema).optional(),
   })
   .strict();
+export type SubjectLimits = z.infer<typeof subjectSchema>;
 
 const sha256Hex = z
   .string()
@@ -62,6 +64,8 @@ const identitySchema = z
         metadataNamespace: z.string().min(1).default('envoy.filters.http.jwt_authn'),
         payloadKey: z.string().min(1).default('jwt_payload'),
         userClaim: z.string().min(1).default('sub'),
+        /** A claim holding the caller's groups (a list of strings, or one string). */
+        groupsClaim: z.string().min(1).default('groups'),
       })
       .strict()
       .optional(),
@@ -84,7 +88,9 @@ export const limitsFileSchema = z
   .object({
     defaults: limitsSchema.default({}),
     models: z.record(z.string().min(1), modelSchema.nullable().transform((m) => m ?? {})).default({}),
-    users: z.record(z.string().min(1), userSchema.nullable().transform((u) => u ?? {})).default({}),
+    users: z.record(z.string().min(1), subjectSchema.nullable().transform((u) => u ?? {})).default({}),
+    /** Group limits apply to each member separately (members are counted one by one, not as a pool). */
+    groups: z.record(z.string().min(1), subjectSchema.nullable().transform((g) => g ?? {})).default({}),
     apiKeys: z.array(apiKeySchema).default([]),
     identity: identitySchema.default({ trustUserHeader: false, userHeader: 'x-user-id' }),
     /** Used when neither the body nor the path names a model. */

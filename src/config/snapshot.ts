@@ -1,4 +1,4 @@
-import { LIMIT_NAMES, type LimitName, type LimitsFile, type LimitsInput } from './schema.js';
+import { LIMIT_NAMES, type LimitName, type LimitsFile, type LimitsInput, type SubjectLimits } from './schema.js';
 
 /** Effective limits for one user and model; an absent field means unlimited. */
 export type EffectiveLimits = Readonly<Partial<Record<LimitName, number>>>;
@@ -13,7 +13,8 @@ export interface ConfigSnapshot {
   readonly apiKeys: ReadonlyArray<{ readonly digest: Buffer; readonly user: string }>;
   readonly modelNames: readonly string[];
   hasModel(model: string): boolean;
-  limitsFor(user: string, model: string): EffectiveLimits;
+  /** Most specific first: user+model, user, group+model, group, model, defaults (field by field). */
+  limitsFor(user: string, model: string, groups?: readonly string[]): EffectiveLimits;
 }
 
 export class ConfigError extends Error {
@@ -26,10 +27,13 @@ export function buildSnapshot(file: LimitsFile): ConfigSnapshot {
   // Maps, not object lookups: a caller named "__proto__" or "constructor" must find nothing.
   const models = new Map(Object.entries(settings.models));
   const users = new Map(Object.entries(settings.users));
-  for (const [user, entry] of users) {
-    for (const model of Object.keys(entry.models ?? {})) {
-      if (!models.has(model)) {
-        throw new ConfigError(`users.${user}.models.${model}: model "${model}" is not listed under models`);
+  const groups = new Map(Object.entries(settings.groups));
+  for (const [kind, subjects] of [['users', users], ['groups', groups]] as const) {
+    for (const [subject, entry] of subjects) {
+      for (const model of Object.keys(entry.models ?? {})) {
+        if (!models.has(model)) {
+          throw new ConfigError(`${kind}.${subject}.models.${model}: model "${model}" is not listed under models`);
+        }
       }
     }
   }
@@ -51,12 +55,39 @@ export function buildSnapshot(file: LimitsFile): ConfigSnapshot {
     apiKeys: Object.freeze(digests),
     modelNames: Object.freeze([...models.keys()]),
     hasModel: (model: string) => models.has(model),
-    limitsFor(user: string, model: string): EffectiveLimits {
+    limitsFor(user: string, model: string, memberOf: readonly string[] = []): EffectiveLimits {
       const userEntry = users.get(user);
-      const userModels = new Map(Object.entries(userEntry?.models ?? {}));
-      return mergeLimits([userModels.get(model), userEntry?.limits, models.get(model)?.limits, settings.defaults]);
+      const groupEntries = memberOf.map((g) => groups.get(g)).filter((g) => g !== undefined);
+      return mergeLimits([
+        modelLimits(userEntry, model),
+        userEntry?.limits,
+        mostGenerous(groupEntries.map((g) => modelLimits(g, model))),
+        mostGenerous(groupEntries.map((g) => g.limits)),
+        models.get(model)?.limits,
+        settings.defaults,
+      ]);
     },
   });
+}
+
+function modelLimits(subject: SubjectLimits | undefined, model: string): LimitsInput | undefined {
+  return new Map(Object.entries(subject?.models ?? {})).get(model);
+}
+
+/**
+ * One level from several groups' settings: per field, the most generous (null, unlimited, beats any
+ * number). Belonging to one more group never lowers a member's quota.
+ */
+function mostGenerous(levels: ReadonlyArray<LimitsInput | undefined>): LimitsInput | undefined {
+  const present = levels.filter((l) => l !== undefined);
+  if (present.length <= 1) return present[0];
+  const out: Record<string, number | null> = {};
+  for (const name of LIMIT_NAMES) {
+    const values = present.map((l) => l[name]).filter((v) => v !== undefined);
+    if (values.length === 0) continue;
+    out[name] = values.includes(null) ? null : Math.max(...(values as number[]));
+  }
+  return out as LimitsInput;
 }
 
 /** Field by field, the first level (most specific first) that mentions a limit decides it; null means unlimited. */

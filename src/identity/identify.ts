@@ -1,7 +1,12 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { ConfigSnapshot } from '../config/snapshot.js';
 
-export type Identity = { readonly user: string; readonly via: 'api-key' | 'jwt' | 'header' };
+export type Identity = {
+  readonly user: string;
+  readonly via: 'api-key' | 'jwt' | 'header';
+  /** Groups from the JWT's groups claim (only JWT callers have groups). */
+  readonly groups: readonly string[];
+};
 export type IdentityResult = Identity | { readonly error: string };
 
 /** What the caller presented, as Envoy forwarded it. */
@@ -24,14 +29,14 @@ export function identify(credentials: Credentials, config: ConfigSnapshot): Iden
   const bearer = bearerToken(credentials.headers.get('authorization'));
   if (bearer !== undefined) {
     const user = userForApiKey(bearer, config.apiKeys);
-    if (user !== undefined) return { user, via: 'api-key' };
+    if (user !== undefined) return { user, via: 'api-key', groups: [] };
   }
 
   const jwt = config.settings.identity.jwt;
   if (jwt) {
     const payload = asRecord(asRecord(credentials.filterMetadata[jwt.metadataNamespace])?.[jwt.payloadKey]);
     const claim = payload?.[jwt.userClaim];
-    if (claim !== undefined) return checked(claim, 'jwt', `JWT claim '${jwt.userClaim}'`);
+    if (claim !== undefined) return checked(claim, 'jwt', `JWT claim '${jwt.userClaim}'`, groupsOf(payload?.[jwt.groupsClaim]));
   }
 
   const { trustUserHeader, userHeader } = config.settings.identity;
@@ -59,12 +64,18 @@ function bearerToken(header: string | undefined): string | undefined {
   return match?.[1];
 }
 
-function checked(value: unknown, via: Identity['via'], what: string): IdentityResult {
+function checked(value: unknown, via: Identity['via'], what: string, groups: readonly string[] = []): IdentityResult {
   if (typeof value !== 'string' || value.length === 0) return { error: `The ${what} does not name a user.` };
   if (value.length > MAX_USER_LENGTH || CONTROL_CHARACTERS.test(value)) {
     return { error: `The ${what} is not an acceptable user id.` };
   }
-  return { user: value, via };
+  return { user: value, via, groups };
+}
+
+/** A groups claim as a list of plausible group names; anything else in it is ignored. */
+function groupsOf(claim: unknown): string[] {
+  const values = Array.isArray(claim) ? claim : claim === undefined ? [] : [claim];
+  return values.filter((g): g is string => typeof g === 'string' && g.length > 0 && g.length <= MAX_USER_LENGTH && !CONTROL_CHARACTERS.test(g)).slice(0, 64);
 }
 
 function asRecord(value: unknown): Record<string, unknown> | undefined {

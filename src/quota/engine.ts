@@ -32,6 +32,8 @@ export interface RateLimitView {
 
 export interface AdmissionRequest {
   readonly user: string;
+  /** Groups the caller belongs to (from a JWT), for group limits. */
+  readonly groups: readonly string[];
   readonly model: string;
   readonly promptTokens: number;
   /** The request's max_tokens, if it gave one. */
@@ -106,7 +108,7 @@ export class QuotaEngine {
   async admit(request: AdmissionRequest): Promise<Admission> {
     const config = this.config();
     const now = this.clock();
-    const limits = config.limitsFor(request.user, request.model);
+    const limits = config.limitsFor(request.user, request.model, request.groups);
     const { defaultCompletionTokens, concurrencyLeaseSeconds } = config.settings.reservation;
     const reservedTokens = request.promptTokens + (request.maxTokens ?? defaultCompletionTokens) * request.choices;
     const keys = userModelKeys(request.user, request.model);
