@@ -1,11 +1,26 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
-import { limitsFileSchema } from './schema.js';
+import { limitsFileSchema, type LimitsFile } from './schema.js';
 import { buildSnapshot, ConfigError, type ConfigSnapshot } from './snapshot.js';
 
 /** Parses and validates the limits YAML (the file, or the same text from a ConfigMap). */
 export function parseLimitsYaml(text: string, source: string): ConfigSnapshot {
+  return snapshotFrom(parseLimitsFile(text, source), source);
+}
+
+/** The snapshot of validated settings, or a ConfigError naming the source. */
+export function snapshotFrom(file: LimitsFile, source: string): ConfigSnapshot {
+  try {
+    return buildSnapshot(file);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(`${source}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** The limits YAML as validated settings, before cross-checks (which snapshotFrom makes). */
+export function parseLimitsFile(text: string, source: string): LimitsFile {
   let raw: unknown;
   try {
     raw = parseYaml(text) ?? {};
@@ -17,12 +32,7 @@ export function parseLimitsYaml(text: string, source: string): ConfigSnapshot {
   if (!parsed.success) {
     throw new ConfigError(`${source}: invalid limits configuration:\n${describeIssues(parsed.error)}`);
   }
-  try {
-    return buildSnapshot(parsed.data);
-  } catch (err) {
-    if (err instanceof ConfigError) throw new ConfigError(`${source}: ${err.message}`);
-    throw err;
-  }
+  return parsed.data;
 }
 
 export async function loadLimitsFile(path: string): Promise<ConfigSnapshot> {

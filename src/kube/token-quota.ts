@@ -1,0 +1,73 @@
+import { z } from 'zod';
+import type { LimitsInput } from '../config/schema.js';
+
+export const TOKEN_QUOTA_GROUP = 'tokenwarden.dev';
+export const TOKEN_QUOTA_VERSION = 'v1alpha1';
+export const TOKEN_QUOTA_PLURAL = 'tokenquotas';
+
+/** A TokenQuota as the API server returns it. */
+export interface TokenQuotaObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string; namespace?: string; generation?: number; creationTimestamp?: string | Date; resourceVersion?: string };
+  spec?: unknown;
+  status?: TokenQuotaStatus;
+}
+
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  observedGeneration?: number;
+  lastTransitionTime: string;
+}
+
+export interface TokenQuotaStatus {
+  observedGeneration?: number;
+  conditions?: Condition[];
+}
+
+const name = z.string().min(1).max(256);
+const nonNegative = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+
+/** The same rules as the CRD's schema and CEL validations (deploy/crds/), checked again here. */
+export const tokenQuotaSpecSchema = z
+  .object({
+    subjects: z
+      .object({ users: z.array(name).max(1000).optional(), groups: z.array(name).max(100).optional() })
+      .refine((s) => (s.users?.length ?? 0) + (s.groups?.length ?? 0) > 0, 'at least one user or group is required'),
+    models: z
+      .array(name)
+      .min(1)
+      .max(100)
+      .refine((m) => !m.includes('*') || m.length === 1, '"*" must be the only entry when present'),
+    limits: z
+      .object({
+        tokensPerMinute: nonNegative.optional(),
+        tokensPerHour: nonNegative.optional(),
+        tokensPerDay: nonNegative.optional(),
+        requestsPerMinute: nonNegative.optional(),
+        maxConcurrentRequests: nonNegative.optional(),
+      })
+      .refine((l) => Object.keys(l).length > 0, 'at least one limit is required')
+      .refine((l) => l.tokensPerMinute === undefined || l.tokensPerHour === undefined || l.tokensPerMinute <= l.tokensPerHour, 'tokensPerMinute must not exceed tokensPerHour')
+      .refine((l) => l.tokensPerHour === undefined || l.tokensPerDay === undefined || l.tokensPerHour <= l.tokensPerDay, 'tokensPerHour must not exceed tokensPerDay')
+      .refine((l) => l.tokensPerMinute === undefined || l.tokensPerDay === undefined || l.tokensPerMinute <= l.tokensPerDay, 'tokensPerMinute must not exceed tokensPerDay'),
+  })
+  .passthrough();
+
+export type TokenQuotaSpec = z.infer<typeof tokenQuotaSpecSchema> & { limits: LimitsInput };
+
+
+export function parseTokenQuotaSpec(spec: unknown): { spec: TokenQuotaSpec } | { error: string } {
+  const parsed = tokenQuotaSpecSchema.safeParse(spec);
+  if (parsed.success) return { spec: parsed.data as TokenQuotaSpec };
+  return {
+    error: parsed.error.issues.map((i) => `spec${i.path.length ? '.' + i.path.join('.') : ''}: ${i.message}`).join('; '),
+  };
+}
+
+export function objectKey(object: TokenQuotaObject): string {
+  return `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
+}
