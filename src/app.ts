@@ -3,6 +3,7 @@ import { Gatekeeper } from './admission/gatekeeper.js';
 import type { ConfigSnapshot } from './config/snapshot.js';
 import { startGrpcServer, type GrpcServer } from './envoy/server.js';
 import { startHttpServer, type HttpServer } from './http/server.js';
+import { KubeController, type KubeControllerOptions } from './kube/controller.js';
 import { QuotaEngine, type Clock } from './quota/engine.js';
 import { MemoryStore } from './quota/memory-store.js';
 import { RedisStore, redactUrl } from './quota/redis-store.js';
@@ -21,6 +22,8 @@ export interface AppOptions {
   readonly processMetrics?: boolean;
   /** The compiled token-counting worker (tests running from TypeScript sources point at dist/). */
   readonly workerScript?: URL;
+  /** Take limits, TokenQuotas and API keys from Kubernetes; `config` then only serves until the first sync. */
+  readonly kube?: Omit<KubeControllerOptions, 'apply' | 'logger' | 'metrics'>;
 }
 
 export interface App {
@@ -28,6 +31,7 @@ export interface App {
   readonly httpPort: number;
   readonly metrics: Metrics;
   readonly tokenizers: TokenizerRegistry;
+  readonly kube: KubeController | undefined;
   /** Swaps in a new configuration; requests already deciding keep the one they started with. */
   setConfig(config: ConfigSnapshot): void;
   close(): Promise<void>;
@@ -53,6 +57,12 @@ export async function startApp(options: AppOptions): Promise<App> {
   const gatekeeper = new Gatekeeper({ config: currentConfig, engine, counter: tokenizers, metrics, logger });
   const reconciler = new Reconciler({ engine, metrics, logger, userLabel });
 
+  const setConfig = (next: ConfigSnapshot) => {
+    tokenizers.configure(next);
+    config = next;
+  };
+  const kube = options.kube ? new KubeController({ ...options.kube, apply: setConfig, logger, metrics }) : undefined;
+
   let grpc: GrpcServer | undefined;
   let http: HttpServer | undefined;
   try {
@@ -64,6 +74,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       metrics,
       logger,
       ready: async () => {
+        if (kube && !kube.ready) return false;
         if (config.settings.failOpen) return true;
         try {
           await store.ping();
@@ -79,18 +90,18 @@ export async function startApp(options: AppOptions): Promise<App> {
     await store.close();
     throw err;
   }
-  logger.info({ grpcPort: grpc.port, httpPort: http.port, store: options.store.kind }, 'tokenwarden started');
+  kube?.start();
+  logger.info({ grpcPort: grpc.port, httpPort: http.port, store: options.store.kind, kube: Boolean(kube) }, 'tokenwarden started');
 
   return {
     grpcPort: grpc.port,
     httpPort: http.port,
     metrics,
     tokenizers,
-    setConfig(next) {
-      tokenizers.configure(next);
-      config = next;
-    },
+    kube,
+    setConfig,
     async close() {
+      await kube?.stop();
       await grpc.shutdown(5000);
       await http.close();
       await tokenizers.close();

@@ -1,7 +1,10 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
+import { KubeConfig } from '@kubernetes/client-node';
 import { startApp } from './app.js';
-import { loadLimitsFile } from './config/load.js';
+import { loadLimitsFile, parseLimitsYaml } from './config/load.js';
 import { createLogger } from './telemetry/logger.js';
 
 const USAGE = `tokenwarden — per-user, per-model LLM token quotas for Envoy
@@ -12,9 +15,12 @@ Options (each also read from the environment variable shown):
   --config PATH       TOKENWARDEN_CONFIG      limits file                  [config/limits.yaml]
   --store KIND        TOKENWARDEN_STORE       memory | redis               [memory]
   --redis-url URL     TOKENWARDEN_REDIS_URL   redis://, rediss://, redis+sentinel://h:p,h:p/master
-  --kube              TOKENWARDEN_KUBE=1      Kubernetes controller (not available yet)
+  --kube              TOKENWARDEN_KUBE=1      limits from the ConfigMap, TokenQuotas and API-key Secrets
+  --namespace NS      TOKENWARDEN_NAMESPACE   where to watch them     [the pod's namespace]
+  --configmap NAME    TOKENWARDEN_CONFIGMAP   the limits ConfigMap    [tokenwarden-limits]
   --help
-Log level: TOKENWARDEN_LOG_LEVEL (info).  SIGHUP reloads the limits file.`;
+Log level: TOKENWARDEN_LOG_LEVEL (info).  SIGHUP reloads the limits file (without --kube).
+With --kube the Lease identity is POD_NAME (else the host name).`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -25,6 +31,8 @@ async function main(): Promise<void> {
       store: { type: 'string' },
       'redis-url': { type: 'string' },
       kube: { type: 'boolean' },
+      namespace: { type: 'string' },
+      configmap: { type: 'string' },
       help: { type: 'boolean' },
     },
   });
@@ -42,19 +50,19 @@ async function main(): Promise<void> {
 
   if (storeKind !== 'memory' && storeKind !== 'redis') throw new Error(`--store must be memory or redis, not "${storeKind}"`);
   if (storeKind === 'redis' && !redisUrl) throw new Error('--store redis needs --redis-url (or TOKENWARDEN_REDIS_URL)');
-  if (kube) throw new Error('--kube: the Kubernetes controller is not part of this build yet');
-
   const logger = createLogger();
   const app = await startApp({
     grpcAddr,
     httpAddr,
-    config: await loadLimitsFile(configPath),
+    // With --kube nothing is served until the ConfigMap has been read (/readyz says so).
+    config: kube ? parseLimitsYaml('{}', 'empty') : await loadLimitsFile(configPath),
     store: storeKind === 'redis' ? { kind: 'redis', url: redisUrl! } : { kind: 'memory' },
     logger,
     processMetrics: true,
+    ...(kube ? { kube: kubeOptions(values.namespace, values.configmap) } : {}),
   });
 
-  process.on('SIGHUP', () => {
+  if (!kube) process.on('SIGHUP', () => {
     loadLimitsFile(configPath).then(
       (config) => {
         app.setConfig(config);
@@ -75,6 +83,25 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+function kubeOptions(namespaceFlag: string | undefined, configMapFlag: string | undefined) {
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromDefault();
+  return {
+    kubeConfig,
+    namespace: namespaceFlag ?? process.env['TOKENWARDEN_NAMESPACE'] ?? podNamespace() ?? 'default',
+    configMapName: configMapFlag ?? process.env['TOKENWARDEN_CONFIGMAP'] ?? 'tokenwarden-limits',
+    identity: process.env['POD_NAME'] ?? hostname(),
+  };
+}
+
+function podNamespace(): string | undefined {
+  try {
+    return readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 main().catch((err: Error) => {

@@ -63,6 +63,38 @@ export function createMetrics(options: { processMetrics?: boolean; userLabel?: b
       buckets: [-4096, -1024, -256, -64, 0, 64, 256, 1024, 4096, 16384],
       registers: [registry],
     }),
+    configGeneration: new Gauge({
+      name: 'tokenwarden_config_generation',
+      help: 'How many configurations have been applied since start (each Kubernetes change or resync adds one).',
+      registers: [registry],
+    }),
+    configLastApply: new Gauge({
+      name: 'tokenwarden_config_last_apply_timestamp_seconds',
+      help: 'When the current configuration was applied (unix seconds).',
+      registers: [registry],
+    }),
+    configMapInvalid: new Gauge({
+      name: 'tokenwarden_configmap_invalid',
+      help: '1 while the limits ConfigMap is missing or invalid (the last good one keeps serving).',
+      registers: [registry],
+    }),
+    kubeObjectsRejected: new Gauge({
+      name: 'tokenwarden_kube_objects_rejected',
+      help: 'TokenQuotas not applied (invalid, unknown model, or wholly overridden) and API-key Secret entries refused.',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    kubeWatchErrors: new Counter({
+      name: 'tokenwarden_kube_watch_errors_total',
+      help: 'Watch or list failures, by informer (each is retried with backoff).',
+      labelNames: ['informer'] as const,
+      registers: [registry],
+    }),
+    leader: new Gauge({
+      name: 'tokenwarden_leader',
+      help: '1 on the replica that holds the lease and writes TokenQuota statuses.',
+      registers: [registry],
+    }),
     storeErrors: new Counter({
       name: 'tokenwarden_store_errors_total',
       help: 'Quota store operations that failed, by operation.',

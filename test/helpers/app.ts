@@ -1,4 +1,4 @@
-import { startApp, type App } from '../../src/app.js';
+import { startApp, type App, type AppOptions } from '../../src/app.js';
 import { parseLimitsYaml } from '../../src/config/load.js';
 import type { Clock } from '../../src/quota/engine.js';
 import { createLogger } from '../../src/telemetry/logger.js';
@@ -18,16 +18,18 @@ export async function startTestApp(options: {
   configYaml: string;
   store: { kind: 'memory' } | { kind: 'redis'; url: string };
   clock?: Clock;
+  kube?: AppOptions['kube'];
 }): Promise<TestApp> {
   const app = await startApp({
     grpcAddr: '127.0.0.1:0',
     httpAddr: '127.0.0.1:0',
     config: parseLimitsYaml(options.configYaml, 'test config'),
     store: options.store,
-    logger: createLogger('silent'),
+    logger: createLogger(process.env['TEST_LOG'] ?? 'silent'),
     // The TypeScript sources run under vitest, but worker threads need the compiled worker (make build).
     workerScript: new URL('../../dist/tokens/count-worker.js', import.meta.url),
     ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.kube ? { kube: options.kube } : {}),
   });
   const envoy = new EnvoyCheckClient(`127.0.0.1:${app.grpcPort}`);
   return {

@@ -1,0 +1,241 @@
+import { KubeConfig } from '@kubernetes/client-node';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { KubeController } from '../src/kube/controller.js';
+import { createLogger } from '../src/telemetry/logger.js';
+import { createMetrics } from '../src/telemetry/metrics.js';
+import { startTestApp, type TestApp } from './helpers/app.js';
+import { FakeKubeApiServer } from './helpers/fake-kube-apiserver.js';
+
+const NS = 'llm';
+const LIMITS = (defaultTpm: number) => `
+defaults: { tokensPerMinute: ${defaultTpm} }
+models: { m1: {}, m2: {} }
+identity: { trustUserHeader: true }
+tokenization: { workers: 0 }
+`;
+const FAST = { debounceMs: 20, resyncMs: 60_000, silenceMs: 60_000, leaseDurationMs: 1000, renewDeadlineMs: 700, retryPeriodMs: 150 };
+
+function kubeConfigFor(server: FakeKubeApiServer): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromClusterAndUser({ name: 'fake', server: server.url, skipTLSVerify: true }, { name: 'tokenwarden', token: 'test-token' });
+  return kc;
+}
+
+const configMap = (text: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'tokenwarden-limits' }, data: { 'limits.yaml': text } });
+const tokenQuota = (name: string, spec: object, created?: string) => ({
+  apiVersion: 'tokenwarden.dev/v1alpha1',
+  kind: 'TokenQuota',
+  metadata: { name, ...(created ? { creationTimestamp: created } : {}) },
+  spec,
+});
+
+async function within<T>(ms: number, read: () => Promise<T>, done: (value: T) => boolean): Promise<{ value: T; elapsedMs: number }> {
+  const start = Date.now();
+  for (;;) {
+    const value = await read();
+    if (done(value)) return { value, elapsedMs: Date.now() - start };
+    if (Date.now() - start > ms) throw new Error(`not reached within ${ms} ms; last value: ${JSON.stringify(value)}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('Kubernetes controller (real client-node informers against a kube-apiserver stand-in)', () => {
+  let fake: FakeKubeApiServer;
+  let t: TestApp;
+
+  beforeEach(async () => {
+    fake = new FakeKubeApiServer();
+    await fake.start();
+    fake.put(NS, 'configmaps', configMap(LIMITS(1000)));
+    t = await startTestApp({
+      configYaml: '{}',
+      store: { kind: 'memory' },
+      kube: { kubeConfig: kubeConfigFor(fake), namespace: NS, configMapName: 'tokenwarden-limits', identity: 'pod-a', timings: FAST },
+    });
+    await within(5000, async () => (await fetch(`${t.http}/readyz`)).status, (s) => s === 200);
+  });
+  afterEach(async () => {
+    await t.close();
+    await fake.stop();
+  });
+
+  const tpmLimit = async (user: string, model = 'm1', key?: string) => {
+    const res = await t.envoy.check({
+      headers: key ? { authorization: `Bearer ${key}` } : { 'x-user-id': user },
+      path: '/v1/completions',
+      body: { model, prompt: 'hi', max_tokens: 1 },
+    });
+    return res.status === 200 ? Number(res.headers['x-ratelimit-limit-tokens']) : res.status;
+  };
+  const readyCondition = (name: string) => (fake.get(NS, 'tokenquotas', name)?.['status']?.conditions ?? []).find((c: { type: string }) => c.type === 'Ready');
+
+  it('enforces the ConfigMap and follows its changes', async () => {
+    expect(await tpmLimit('ann')).toBe(1000);
+    fake.put(NS, 'configmaps', configMap(LIMITS(2500)));
+    expect((await within(1000, () => tpmLimit('ann'), (v) => v === 2500)).elapsedMs).toBeLessThan(1000);
+  });
+
+  it('applies TokenQuota create, update and delete within a second, without resetting counters', async () => {
+    fake.put(NS, 'tokenquotas', tokenQuota('ann-m1', { subjects: { users: ['ann'] }, models: ['m1'], limits: { tokensPerMinute: 300 } }));
+    expect((await within(1000, () => tpmLimit('ann'), (v) => v === 300)).elapsedMs).toBeLessThan(1000);
+    const used = await (await fetch(`${t.http}/v1/usage/ann?model=m1`)).json();
+    fake.put(NS, 'tokenquotas', tokenQuota('ann-m1', { subjects: { users: ['ann'] }, models: ['m1'], limits: { tokensPerMinute: 600 } }));
+    await within(1000, () => tpmLimit('ann'), (v) => v === 600);
+    const after = (await (await fetch(`${t.http}/v1/usage/ann?model=m1`)).json()) as any;
+    expect(after.models[0].windows[0].used).toBeGreaterThan((used as any).models[0].windows[0].used);
+    fake.delete(NS, 'tokenquotas', 'ann-m1');
+    await within(1000, () => tpmLimit('ann'), (v) => v === 1000);
+    expect(await tpmLimit('bob')).toBe(1000);
+  });
+
+  it('takes API keys from labelled Secrets and drops them when the Secret goes', async () => {
+    const secret = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'cora-keys', labels: { 'tokenwarden.dev/api-keys': 'true' }, annotations: { 'tokenwarden.dev/user': 'cora' } },
+      data: { main: Buffer.from('sk-cora-1').toString('base64') },
+    };
+    fake.put(NS, 'secrets', { ...secret, metadata: { ...secret.metadata, name: 'unlabelled', labels: {} } });
+    fake.put(NS, 'secrets', secret);
+    await within(1000, () => tpmLimit('', 'm1', 'sk-cora-1'), (v) => v === 1000);
+    fake.delete(NS, 'secrets', 'cora-keys');
+    await within(1000, () => tpmLimit('', 'm1', 'sk-cora-1'), (v) => v === 401);
+  });
+
+  it('reports an invalid TokenQuota in its status and keeps every other quota working', async () => {
+    fake.put(NS, 'tokenquotas', tokenQuota('good', { subjects: { users: ['dan'] }, models: ['m1'], limits: { tokensPerMinute: 200 } }));
+    fake.put(NS, 'tokenquotas', tokenQuota('bad', { subjects: { users: ['dan'] }, models: ['m2'], limits: { tokensPerMinute: -1 } }));
+    await within(2000, async () => readyCondition('bad'), (c) => c !== undefined);
+    expect(readyCondition('bad')).toMatchObject({ status: 'False', reason: 'InvalidSpec', observedGeneration: 1 });
+    expect(readyCondition('bad').message).toContain('spec.limits.tokensPerMinute');
+    expect(readyCondition('good')).toMatchObject({ status: 'True', reason: 'Applied' });
+    expect(await tpmLimit('dan')).toBe(200);
+    expect(await tpmLimit('dan', 'm2')).toBe(1000);
+    expect(fake.requests.filter((r) => r.method === 'PATCH').every((r) => r.contentType === 'application/merge-patch+json')).toBe(true);
+    // A fix is picked up, and observedGeneration follows the spec's generation.
+    fake.put(NS, 'tokenquotas', tokenQuota('bad', { subjects: { users: ['dan'] }, models: ['m2'], limits: { tokensPerMinute: 50 } }));
+    await within(2000, async () => readyCondition('bad'), (c) => c?.status === 'True');
+    expect(readyCondition('bad').observedGeneration).toBe(2);
+    expect(await tpmLimit('dan', 'm2')).toBe(50);
+  });
+
+  it('resolves conflicting TokenQuotas by age and reports the conflict on both', async () => {
+    fake.put(NS, 'tokenquotas', tokenQuota('newer', { subjects: { users: ['eve'] }, models: ['m1'], limits: { tokensPerMinute: 900 } }, '2026-11-20T00:00:00Z'));
+    fake.put(NS, 'tokenquotas', tokenQuota('older', { subjects: { users: ['eve'] }, models: ['m1'], limits: { tokensPerMinute: 100 } }, '2026-11-01T00:00:00Z'));
+    await within(1000, () => tpmLimit('eve'), (v) => v === 100);
+    const conflicted = (name: string) => (fake.get(NS, 'tokenquotas', name)?.['status']?.conditions ?? []).find((c: { type: string }) => c.type === 'Conflicted');
+    await within(2000, async () => [conflicted('newer')?.status, conflicted('older')?.status], ([a, b]) => a === 'True' && b === 'True');
+    expect(conflicted('newer').message).toBe('user "eve" on model "m1": overridden by llm/older (older)');
+    expect(readyCondition('newer')).toMatchObject({ status: 'False', reason: 'Conflict' });
+    expect(conflicted('older').message).toBe('user "eve" on model "m1": also claimed by llm/newer, which yields');
+  });
+
+  it('recovers from dropped watch connections and from 410 Gone, missing no change', async () => {
+    expect(fake.openWatches()).toBe(3);
+    fake.dropWatches();
+    fake.put(NS, 'tokenquotas', tokenQuota('after-drop', { subjects: { users: ['fay'] }, models: ['m1'], limits: { tokensPerMinute: 111 } }));
+    await within(3000, () => tpmLimit('fay'), (v) => v === 111);
+
+    fake.expireWatches();
+    fake.compactHistory();
+    fake.put(NS, 'tokenquotas', tokenQuota('after-410', { subjects: { users: ['gus'] }, models: ['m1'], limits: { tokensPerMinute: 222 } }));
+    fake.delete(NS, 'tokenquotas', 'after-drop');
+    await within(3000, async () => [await tpmLimit('gus'), await tpmLimit('fay')], ([g, f]) => g === 222 && f === 1000);
+    fake.bookmark();
+    fake.put(NS, 'tokenquotas', tokenQuota('after-bookmark', { subjects: { users: ['hal'] }, models: ['m1'], limits: { tokensPerMinute: 333 } }));
+    await within(1000, () => tpmLimit('hal'), (v) => v === 333);
+    expect(fake.requests.some((r) => r.url.includes('watch=true') && r.url.includes('tokenquotas'))).toBe(true);
+  });
+
+  it('keeps the last good ConfigMap when it becomes invalid', async () => {
+    fake.put(NS, 'configmaps', configMap('defaults: { tokensPerMinute: "lots" }'));
+    await within(2000, async () => (await (await fetch(`${t.http}/metrics`)).text()).includes('tokenwarden_configmap_invalid 1'), Boolean);
+    expect(await tpmLimit('ian')).toBe(1000);
+  });
+});
+
+describe('readiness', () => {
+  it('stays not ready until the limits ConfigMap exists and has been read', async () => {
+    const fake = new FakeKubeApiServer();
+    await fake.start();
+    const t = await startTestApp({
+      configYaml: '{}',
+      store: { kind: 'memory' },
+      kube: { kubeConfig: kubeConfigFor(fake), namespace: NS, configMapName: 'tokenwarden-limits', identity: 'pod-a', timings: FAST },
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      expect((await fetch(`${t.http}/readyz`)).status).toBe(503);
+      fake.put(NS, 'configmaps', configMap(LIMITS(1000)));
+      await within(2000, async () => (await fetch(`${t.http}/readyz`)).status, (s) => s === 200);
+    } finally {
+      await t.close();
+      await fake.stop();
+    }
+  });
+});
+
+describe('a watch that stalls without an error', () => {
+  it('is rebuilt from a fresh list by the watchdog', async () => {
+    const fake = new FakeKubeApiServer();
+    await fake.start();
+    fake.put(NS, 'configmaps', configMap(LIMITS(1000)));
+    const t = await startTestApp({
+      configYaml: '{}',
+      store: { kind: 'memory' },
+      kube: { kubeConfig: kubeConfigFor(fake), namespace: NS, configMapName: 'tokenwarden-limits', identity: 'pod-a', timings: { ...FAST, silenceMs: 400 } },
+    });
+    try {
+      await within(2000, async () => (await fetch(`${t.http}/readyz`)).status, (s) => s === 200);
+      fake.stallWatches();
+      fake.put(NS, 'configmaps', configMap(LIMITS(4242)));
+      const check = async () => {
+        const res = await t.envoy.check({ headers: { 'x-user-id': 'u' }, path: '/v1/completions', body: { model: 'm1', prompt: 'hi', max_tokens: 1 } });
+        return Number(res.headers['x-ratelimit-limit-tokens']);
+      };
+      await within(3000, check, (v) => v === 4242);
+    } finally {
+      await t.close();
+      await fake.stop();
+    }
+  });
+});
+
+describe('leader election on a Lease', () => {
+  it('hands over to another replica when the holder stops renewing, and writes MicroTimes the API server accepts', async () => {
+    const fake = new FakeKubeApiServer();
+    await fake.start();
+    fake.put(NS, 'configmaps', configMap(LIMITS(1000)));
+    const controller = (identity: string) =>
+      new KubeController({
+        kubeConfig: kubeConfigFor(fake),
+        namespace: NS,
+        configMapName: 'tokenwarden-limits',
+        identity,
+        apply: () => {},
+        logger: createLogger('silent'),
+        metrics: createMetrics(),
+        timings: FAST,
+      });
+    const a = controller('pod-a');
+    const b = controller('pod-b');
+    try {
+      a.start();
+      await within(2000, async () => a.isLeader, Boolean);
+      b.start();
+      await new Promise((r) => setTimeout(r, 600));
+      expect([a.isLeader, b.isLeader]).toEqual([true, false]);
+      expect(fake.get(NS, 'leases', 'tokenwarden-leader')?.['spec']).toMatchObject({ holderIdentity: 'pod-a', leaseTransitions: 0 });
+
+      // pod-a hangs: its renewals stop reaching the API server.
+      fake.blockLeaseUpdatesFrom('pod-a');
+      const { elapsedMs } = await within(4000, async () => [a.isLeader, b.isLeader], ([x, y]) => !x && y === true);
+      expect(elapsedMs).toBeGreaterThan(500);
+      expect(fake.get(NS, 'leases', 'tokenwarden-leader')?.['spec']).toMatchObject({ holderIdentity: 'pod-b', leaseTransitions: 1 });
+    } finally {
+      await a.stop();
+      await b.stop();
+      await fake.stop();
+    }
+  });
+});
