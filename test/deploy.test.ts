@@ -7,6 +7,13 @@ describe('deploy/tokenwarden.yaml', () => {
   const docs = parseAllDocuments(readFileSync('deploy/tokenwarden.yaml', 'utf8')).map((d) => d.toJS());
   const byKind = (kind: string) => docs.find((d) => d.kind === kind);
 
+  it('runs the Kubernetes controller with its identity and namespace from the pod', () => {
+    const container = byKind('Deployment').spec.template.spec.containers[0];
+    expect(container.args).toContain('--kube');
+    expect(container.env.map((e: { name: string }) => e.name)).toEqual(expect.arrayContaining(['POD_NAME', 'TOKENWARDEN_NAMESPACE']));
+    expect(byKind('RoleBinding').subjects[0].name).toBe(byKind('Deployment').spec.template.spec.serviceAccountName);
+  });
+
   it('ships a ConfigMap whose limits.yaml is a valid limits file', () => {
     expect(() => parseLimitsYaml(byKind('ConfigMap').data['limits.yaml'], 'ConfigMap')).not.toThrow();
   });

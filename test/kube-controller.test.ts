@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
+import { parseAllDocuments } from 'yaml';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KubeController } from '../src/kube/controller.js';
 import { createLogger } from '../src/telemetry/logger.js';
@@ -13,6 +15,20 @@ models: { m1: {}, m2: {} }
 identity: { trustUserHeader: true }
 tokenization: { workers: 0 }
 `;
+/** Every (resource, verb) the controller was seen to use, across all tests here. */
+const used = new Set<string>();
+function recordVerbs(fake: FakeKubeApiServer): void {
+  for (const { method, url } of fake.requests) {
+    const path = new URL(url, 'http://x').pathname;
+    const watch = url.includes('watch=true');
+    const match = /\/(configmaps|secrets|tokenquotas|leases)(\/[^/]+)?(\/status)?$/.exec(path);
+    if (!match) continue;
+    const resource = match[1] + (match[3] ? '/status' : '');
+    const verb = method === 'GET' ? (watch ? 'watch' : match[2] ? 'get' : 'list') : { POST: 'create', PUT: 'update', PATCH: 'patch' }[method];
+    used.add(`${resource}:${verb}`);
+  }
+}
+
 const FAST = { debounceMs: 20, resyncMs: 60_000, silenceMs: 60_000, leaseDurationMs: 1000, renewDeadlineMs: 700, retryPeriodMs: 150 };
 
 function kubeConfigFor(server: FakeKubeApiServer): KubeConfig {
@@ -56,6 +72,7 @@ describe('Kubernetes controller (real client-node informers against a kube-apise
   });
   afterEach(async () => {
     await t.close();
+    recordVerbs(fake);
     await fake.stop();
   });
 
@@ -235,7 +252,19 @@ describe('leader election on a Lease', () => {
     } finally {
       await a.stop();
       await b.stop();
+      recordVerbs(fake);
       await fake.stop();
     }
+  });
+});
+
+describe('RBAC in deploy/tokenwarden.yaml', () => {
+  it('grants exactly the verbs the controller used above', () => {
+    const role = parseAllDocuments(readFileSync('deploy/tokenwarden.yaml', 'utf8'))
+      .map((d) => d.toJS())
+      .find((d) => d?.kind === 'Role');
+    const granted = new Set<string>();
+    for (const rule of role.rules) for (const resource of rule.resources) for (const verb of rule.verbs) granted.add(`${resource}:${verb}`);
+    expect([...used].sort()).toEqual([...granted].sort());
   });
 });
