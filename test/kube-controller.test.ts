@@ -37,6 +37,15 @@ function kubeConfigFor(server: FakeKubeApiServer): KubeConfig {
   return kc;
 }
 
+/** tokenwarden in --kube mode against the stand-in apiserver. */
+function startKubeApp(fake: FakeKubeApiServer, timings: object = FAST): Promise<TestApp> {
+  return startTestApp({
+    configYaml: '{}',
+    store: { kind: 'memory' },
+    kube: { kubeConfig: kubeConfigFor(fake), namespace: NS, configMapName: 'tokenwarden-limits', identity: 'pod-a', timings },
+  });
+}
+
 const configMap = (text: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'tokenwarden-limits' }, data: { 'limits.yaml': text } });
 const tokenQuota = (name: string, spec: object, created?: string) => ({
   apiVersion: 'tokenwarden.dev/v1alpha1',
@@ -63,11 +72,7 @@ describe('Kubernetes controller (real client-node informers against a kube-apise
     fake = new FakeKubeApiServer();
     await fake.start();
     fake.put(NS, 'configmaps', configMap(LIMITS(1000)));
-    t = await startTestApp({
-      configYaml: '{}',
-      store: { kind: 'memory' },
-      kube: { kubeConfig: kubeConfigFor(fake), namespace: NS, configMapName: 'tokenwarden-limits', identity: 'pod-a', timings: FAST },
-    });
+    t = await startKubeApp(fake);
     await within(5000, async () => (await fetch(`${t.http}/readyz`)).status, (s) => s === 200);
   });
   afterEach(async () => {
@@ -175,11 +180,7 @@ describe('readiness', () => {
   it('stays not ready until the limits ConfigMap exists and has been read', async () => {
     const fake = new FakeKubeApiServer();
     await fake.start();
-    const t = await startTestApp({
-      configYaml: '{}',
-      store: { kind: 'memory' },
-      kube: { kubeConfig: kubeConfigFor(fake), namespace: NS, configMapName: 'tokenwarden-limits', identity: 'pod-a', timings: FAST },
-    });
+    const t = await startKubeApp(fake);
     try {
       await new Promise((r) => setTimeout(r, 500));
       expect((await fetch(`${t.http}/readyz`)).status).toBe(503);
@@ -197,11 +198,7 @@ describe('a watch that stalls without an error', () => {
     const fake = new FakeKubeApiServer();
     await fake.start();
     fake.put(NS, 'configmaps', configMap(LIMITS(1000)));
-    const t = await startTestApp({
-      configYaml: '{}',
-      store: { kind: 'memory' },
-      kube: { kubeConfig: kubeConfigFor(fake), namespace: NS, configMapName: 'tokenwarden-limits', identity: 'pod-a', timings: { ...FAST, silenceMs: 400 } },
-    });
+    const t = await startKubeApp(fake, { ...FAST, silenceMs: 400 });
     try {
       await within(2000, async () => (await fetch(`${t.http}/readyz`)).status, (s) => s === 200);
       fake.stallWatches();

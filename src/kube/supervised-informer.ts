@@ -23,7 +23,9 @@ export interface SupervisorOptions<T extends KubernetesObject> {
  * lists, the previous cache keeps serving.
  */
 export class SupervisedInformer<T extends KubernetesObject> {
+  /** The informer whose cache serves, and one that is listing to replace it. */
   private current: ListWatch<T> | undefined;
+  private pending: ListWatch<T> | undefined;
   private stopping = false;
   private failures = 0;
   private lastHeardMs = Date.now();
@@ -108,6 +110,4 @@ export class SupervisedInformer<T extends KubernetesObject> {
       this.options.onChange();
     });
   }
-
-  private pending: ListWatch<T> | undefined;
 }
