@@ -54,7 +54,6 @@ export async function startApp(options: AppOptions): Promise<App> {
     clock,
     ...(options.workerScript ? { workerScript: options.workerScript } : {}),
   });
-  const gatekeeper = new Gatekeeper({ config: currentConfig, engine, counter: tokenizers, metrics, logger });
   const reconciler = new Reconciler({ engine, metrics, logger, userLabel });
 
   const setConfig = (next: ConfigSnapshot) => {
@@ -62,6 +61,14 @@ export async function startApp(options: AppOptions): Promise<App> {
     config = next;
   };
   const kube = options.kube ? new KubeController({ ...options.kube, apply: setConfig, logger, metrics }) : undefined;
+  const gatekeeper = new Gatekeeper({
+    config: currentConfig,
+    engine,
+    counter: tokenizers,
+    metrics,
+    logger,
+    ...(kube ? { configured: () => kube.ready } : {}),
+  });
 
   let grpc: GrpcServer | undefined;
   let http: HttpServer | undefined;

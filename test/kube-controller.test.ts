@@ -184,6 +184,11 @@ describe('readiness', () => {
     try {
       await new Promise((r) => setTimeout(r, 500));
       expect((await fetch(`${t.http}/readyz`)).status).toBe(503);
+      // Until then a Check fails the call, so Envoy's status_on_error / failure_mode_allow decides.
+      await expect(t.envoy.check({ headers: { 'x-user-id': 'u' }, path: '/v1/completions', body: { model: 'm1', prompt: 'x' } })).rejects.toMatchObject({
+        code: 14,
+        details: 'not configured',
+      });
       fake.put(NS, 'configmaps', configMap(LIMITS(1000)));
       await within(2000, async () => (await fetch(`${t.http}/readyz`)).status, (s) => s === 200);
     } finally {

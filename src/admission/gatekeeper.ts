@@ -9,6 +9,11 @@ import type { Metrics } from '../telemetry/metrics.js';
 import type { PromptTokenCounter } from '../tokens/counter.js';
 import { TokenizerUnavailableError } from '../tokens/errors.js';
 
+/** No configuration is in force yet: the caller should fail the call rather than decide. */
+export class NotConfiguredError extends Error {
+  override name = 'NotConfiguredError';
+}
+
 /** The parts of an HTTP request that admission looks at, independent of how they arrived. */
 export interface RequestView {
   readonly method: string;
@@ -60,10 +65,13 @@ export class Gatekeeper {
       readonly counter: PromptTokenCounter;
       readonly metrics: Metrics;
       readonly logger: Logger;
+      /** False until a configuration is in force (with --kube, until the first sync). */
+      readonly configured?: () => boolean;
     },
   ) {}
 
   async decide(request: RequestView): Promise<Verdict> {
+    if (this.deps.configured && !this.deps.configured()) throw new NotConfiguredError('no limits configuration yet');
     const verdict = await this.decideUncounted(request);
     const { metrics, logger } = this.deps;
     if (verdict.kind === 'allow') {

@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import type { Gatekeeper, RequestView, Verdict } from '../admission/gatekeeper.js';
+import { NotConfiguredError, type Gatekeeper, type RequestView, type Verdict } from '../admission/gatekeeper.js';
 import { StoreUnavailableError } from '../quota/store.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -94,12 +94,12 @@ export function authorizationHandlers(gatekeeper: Gatekeeper, metrics: Metrics, 
         .then((verdict) => callback(null, verdictToCheckResponse(verdict)))
         .catch((err: unknown) => {
           // Failing the call (instead of answering) is what lets Envoy's failure_mode_allow apply.
-          const unavailable = err instanceof StoreUnavailableError;
-          if (!unavailable) logger.error({ err }, 'check failed unexpectedly');
-          metrics.decisions.inc({ result: 'error', reason: unavailable ? 'store_unavailable' : 'internal' });
+          const reason = err instanceof StoreUnavailableError ? 'store_unavailable' : err instanceof NotConfiguredError ? 'not_configured' : 'internal';
+          if (reason === 'internal') logger.error({ err }, 'check failed unexpectedly');
+          metrics.decisions.inc({ result: 'error', reason });
           callback({
-            code: unavailable ? grpc.status.UNAVAILABLE : grpc.status.INTERNAL,
-            details: unavailable ? 'quota store unavailable' : 'internal error',
+            code: reason === 'internal' ? grpc.status.INTERNAL : grpc.status.UNAVAILABLE,
+            details: reason === 'internal' ? 'internal error' : reason.replace('_', ' '),
           });
         })
         .finally(stopTimer);
