@@ -9,7 +9,7 @@ import { MemoryStore } from './quota/memory-store.js';
 import { RedisStore, redactUrl } from './quota/redis-store.js';
 import type { QuotaStore } from './quota/store.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
-import { createMetrics, type Metrics } from './telemetry/metrics.js';
+import { createMetrics } from './telemetry/metrics.js';
 import { TokenizerRegistry } from './tokens/registry.js';
 
 export interface AppOptions {
@@ -29,9 +29,7 @@ export interface AppOptions {
 export interface App {
   readonly grpcPort: number;
   readonly httpPort: number;
-  readonly metrics: Metrics;
   readonly tokenizers: TokenizerRegistry;
-  readonly kube: KubeController | undefined;
   /** Swaps in a new configuration; requests already deciding keep the one they started with. */
   setConfig(config: ConfigSnapshot): void;
   close(): Promise<void>;
@@ -103,9 +101,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   return {
     grpcPort: grpc.port,
     httpPort: http.port,
-    metrics,
     tokenizers,
-    kube,
     setConfig,
     async close() {
       await kube?.stop();
