@@ -31,9 +31,9 @@ function recordVerbs(fake: FakeKubeApiServer): void {
 
 const FAST = { debounceMs: 20, resyncMs: 60_000, silenceMs: 60_000, leaseDurationMs: 1000, renewDeadlineMs: 700, retryPeriodMs: 150 };
 
-function kubeConfigFor(server: FakeKubeApiServer): KubeConfig {
+function kubeConfigFor(server: FakeKubeApiServer, token = 'test-token'): KubeConfig {
   const kc = new KubeConfig();
-  kc.loadFromClusterAndUser({ name: 'fake', server: server.url, skipTLSVerify: true }, { name: 'tokenwarden', token: 'test-token' });
+  kc.loadFromClusterAndUser({ name: 'fake', server: server.url, skipTLSVerify: true }, { name: 'tokenwarden', token });
   return kc;
 }
 
@@ -223,13 +223,13 @@ describe('a watch that stalls without an error', () => {
 });
 
 describe('leader election on a Lease', () => {
-  it('hands over to another replica when the holder stops renewing, and writes MicroTimes the API server accepts', async () => {
+  it('hands over to another replica when the holder stops renewing; only the leader writes statuses', async () => {
     const fake = new FakeKubeApiServer();
     await fake.start();
     fake.put(NS, 'configmaps', configMap(LIMITS(1000)));
     const controller = (identity: string) =>
       new KubeController({
-        kubeConfig: kubeConfigFor(fake),
+        kubeConfig: kubeConfigFor(fake, `token-${identity}`),
         namespace: NS,
         configMapName: 'tokenwarden-limits',
         identity,
@@ -247,12 +247,20 @@ describe('leader election on a Lease', () => {
       await new Promise((r) => setTimeout(r, 600));
       expect([a.isLeader, b.isLeader]).toEqual([true, false]);
       expect(fake.get(NS, 'leases', 'tokenwarden-leader')?.['spec']).toMatchObject({ holderIdentity: 'pod-a', leaseTransitions: 0 });
+      const statusWriters = () => new Set(fake.requests.filter((r) => r.method === 'PATCH').map((r) => r.authorization));
+      fake.put(NS, 'tokenquotas', tokenQuota('q1', { subjects: { users: ['x'] }, models: ['m1'], limits: { tokensPerDay: 5 } }));
+      await within(2000, async () => fake.get(NS, 'tokenquotas', 'q1')?.['status']?.conditions?.length, (n) => n === 2);
+      expect(statusWriters()).toEqual(new Set(['Bearer token-pod-a']));
 
       // pod-a hangs: its renewals stop reaching the API server.
       fake.blockLeaseUpdatesFrom('pod-a');
       const { elapsedMs } = await within(4000, async () => [a.isLeader, b.isLeader], ([x, y]) => !x && y === true);
       expect(elapsedMs).toBeGreaterThan(500);
       expect(fake.get(NS, 'leases', 'tokenwarden-leader')?.['spec']).toMatchObject({ holderIdentity: 'pod-b', leaseTransitions: 1 });
+      fake.put(NS, 'tokenquotas', tokenQuota('q2', { subjects: { users: ['y'] }, models: ['m9'], limits: { tokensPerDay: 5 } }));
+      await within(2000, async () => fake.get(NS, 'tokenquotas', 'q2')?.['status']?.conditions?.length, (n) => n === 2);
+      const q2Writers = fake.requests.filter((r) => r.method === 'PATCH' && r.url.includes('/q2/')).map((r) => r.authorization);
+      expect(new Set(q2Writers)).toEqual(new Set(['Bearer token-pod-b']));
     } finally {
       await a.stop();
       await b.stop();

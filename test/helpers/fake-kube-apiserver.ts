@@ -31,12 +31,12 @@ export class FakeKubeApiServer {
   private readonly objects = new Map<string, Map<string, KubeObject>>();
   private history: Event[] = [];
   private readonly watchers = new Set<Watcher>();
-  readonly requests: Array<{ method: string; url: string; contentType?: string }> = [];
+  readonly requests: Array<{ method: string; url: string; contentType?: string; authorization?: string }> = [];
   port = 0;
 
   constructor() {
     this.server = createServer((req, res) => {
-      this.requests.push({ method: req.method ?? '', url: req.url ?? '', contentType: req.headers['content-type'] });
+      this.requests.push({ method: req.method ?? '', url: req.url ?? '', contentType: req.headers['content-type'], authorization: req.headers.authorization });
       this.handle(req, res).catch((err) => status(res, 500, 'InternalError', String(err)));
     });
   }
