@@ -285,7 +285,7 @@ describe.each(['memory', 'redis'] as const)('ext_authz Check with the %s store',
     expect(all.models.map((m: { model: string }) => m.model)).toEqual(['m1', 'm2']);
     const m1 = all.models[0].windows.find((w: { window: string }) => w.window === 'tokensPerMinute');
     expect(m1).toMatchObject({ used: res.metadata['reserved_tokens'], limit: 300 });
-    expect(m1.resetAt).toBeGreaterThan(clock() / 1000);
+    expect(m1.reset).toBeGreaterThan(clock() / 1000);
     expect((await fetch(`${t.http}/v1/usage/alice?model=nope`)).status).toBe(404);
 
     expect((await fetch(`${t.http}/v1/usage/alice`, { method: 'DELETE' })).status).toBe(401);

@@ -70,7 +70,7 @@ export interface WindowUsage {
   readonly limit: number | null;
   readonly remaining: number | null;
   /** Unix seconds at which the window is back to its full limit. */
-  readonly resetAt: number;
+  readonly reset: number;
 }
 
 export interface ModelUsage {
@@ -229,7 +229,7 @@ export class QuotaEngine {
           used,
           limit,
           remaining: limit === null ? null : Math.max(0, limit - used),
-          resetAt: Math.ceil((now + msUntilEmpty(counted, w.position, now)) / 1000),
+          reset: Math.ceil((now + msUntilEmpty(counted, w.position, now)) / 1000),
         };
       }),
       concurrentRequests: { used: leases[i]!, limit: r.limits.maxConcurrentRequests ?? null },
