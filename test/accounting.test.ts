@@ -1,7 +1,7 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AccessLogStandIn, type LoggedRequest } from './helpers/access-log-stand-in.js';
 import { manualClock, startTestApp, type TestApp } from './helpers/app.js';
-import { startRedisServer, type RedisServer } from './helpers/redis-server.js';
+import { redisForThisFile } from './helpers/redis-server.js';
 import { runUsageLua, splitAt } from './helpers/usage-lua.js';
 import { jsonCompletion, sseCompletion } from './helpers/vllm-responses.js';
 
@@ -14,13 +14,7 @@ reservation: { defaultCompletionTokens: 256, concurrencyLeaseSeconds: 120 }
 tokenization: { workers: 0 }
 `;
 
-let redis: RedisServer;
-beforeAll(async () => {
-  redis = await startRedisServer();
-});
-afterAll(async () => {
-  await redis.stop();
-});
+const redisFile = redisForThisFile();
 
 async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
   const deadline = Date.now() + 5000;
@@ -38,8 +32,8 @@ describe.each(['memory', 'redis'] as const)('access-log reconciliation (%s store
 
   beforeEach(async () => {
     clock.set(Date.UTC(2026, 10, 23, 10, 0, 0));
-    if (storeKind === 'redis') await redis.client().flushall();
-    t = await startTestApp({ configYaml: CONFIG, store: storeKind === 'memory' ? { kind: 'memory' } : { kind: 'redis', url: redis.url }, clock });
+    if (storeKind === 'redis') await redisFile.server.client().flushall();
+    t = await startTestApp({ configYaml: CONFIG, store: storeKind === 'memory' ? { kind: 'memory' } : { kind: 'redis', url: redisFile.server.url }, clock });
     als = new AccessLogStandIn(t.app.grpcPort);
   });
   afterEach(async () => {

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { toStruct } from '../src/envoy/struct.js';
 import { manualClock, startTestApp, type TestApp } from './helpers/app.js';
-import { startRedisServer, type RedisServer } from './helpers/redis-server.js';
+import { redisForThisFile } from './helpers/redis-server.js';
 
 const sha = (text: string) => createHash('sha256').update(text).digest('hex');
 
@@ -38,13 +38,7 @@ const chat = (model: string, text: string, maxTokens?: number) => ({
   ...(maxTokens === undefined ? {} : { max_tokens: maxTokens }),
 });
 
-let redis: RedisServer;
-beforeAll(async () => {
-  redis = await startRedisServer();
-});
-afterAll(async () => {
-  await redis.stop();
-});
+const redisFile = redisForThisFile();
 
 describe.each(['memory', 'redis'] as const)('ext_authz Check with the %s store', (storeKind) => {
   let t: TestApp;
@@ -52,10 +46,10 @@ describe.each(['memory', 'redis'] as const)('ext_authz Check with the %s store',
 
   beforeEach(async () => {
     clock.set(Date.UTC(2026, 10, 23, 12, 0, 0));
-    if (storeKind === 'redis') await redis.client().flushall();
+    if (storeKind === 'redis') await redisFile.server.client().flushall();
     t = await startTestApp({
       configYaml: CONFIG,
-      store: storeKind === 'memory' ? { kind: 'memory' } : { kind: 'redis', url: redis.url },
+      store: storeKind === 'memory' ? { kind: 'memory' } : { kind: 'redis', url: redisFile.server.url },
       clock,
     });
   });

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startTestApp } from './helpers/app.js';
-import { startRedisServer, type RedisServer } from './helpers/redis-server.js';
+import { redisForThisFile } from './helpers/redis-server.js';
 
 const LIMIT = 10_000;
 const CONFIG = `
@@ -10,19 +10,13 @@ models: { m1: {} }
 apiKeys: [ { sha256: "${createHash('sha256').update('k').digest('hex')}", user: zoe } ]
 `;
 
-let redis: RedisServer;
-beforeAll(async () => {
-  redis = await startRedisServer();
-});
-afterAll(async () => {
-  await redis.stop();
-});
+const redisFile = redisForThisFile();
 
 describe.each(['memory', 'redis'] as const)('200 simultaneous Checks for one user (%s store)', (storeKind) => {
   it('never admit more than the limit, and the denied ones charge nothing', async () => {
     const t = await startTestApp({
       configYaml: CONFIG,
-      store: storeKind === 'memory' ? { kind: 'memory' } : { kind: 'redis', url: redis.url },
+      store: storeKind === 'memory' ? { kind: 'memory' } : { kind: 'redis', url: redisFile.server.url },
     });
     try {
       // Varied sizes so that the admitted set is not just "the first N".

@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { manualClock, startTestApp } from './helpers/app.js';
-import { startRedisServer, type RedisServer } from './helpers/redis-server.js';
+import { redisForThisFile } from './helpers/redis-server.js';
 
 const LIMIT = 1000;
 const CONFIG = `
@@ -9,13 +9,7 @@ models: { m1: {} }
 identity: { trustUserHeader: true }
 `;
 
-let redis: RedisServer;
-beforeAll(async () => {
-  redis = await startRedisServer();
-});
-afterAll(async () => {
-  await redis.stop();
-});
+const redisFile = redisForThisFile();
 
 /** A deterministic pseudo-random sequence, so a failure can be replayed. */
 function lcg(seed: number) {
@@ -31,7 +25,7 @@ describe.each(['memory', 'redis'] as const)('minute window across boundaries (%s
     const clock = manualClock(Date.UTC(2026, 10, 23, 9, 59, 30));
     const t = await startTestApp({
       configYaml: CONFIG,
-      store: storeKind === 'memory' ? { kind: 'memory' } : { kind: 'redis', url: redis.url },
+      store: storeKind === 'memory' ? { kind: 'memory' } : { kind: 'redis', url: redisFile.server.url },
       clock,
     });
     try {
@@ -89,7 +83,7 @@ models: { m1: {} }
 identity: { trustUserHeader: true }
 dailyReset: { timeZone: Asia/Seoul }
 `,
-      store: { kind: 'redis', url: redis.url },
+      store: { kind: 'redis', url: redisFile.server.url },
       clock,
     });
     try {

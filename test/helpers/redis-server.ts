@@ -1,3 +1,4 @@
+import { afterAll, beforeAll } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -126,4 +127,19 @@ export async function startRedisSentinel(master: RedisServer): Promise<{ url: st
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A real redis-server for the whole test file: started before its tests, stopped after them.
+ * Read `.server` inside tests (it exists once beforeAll has run).
+ */
+export function redisForThisFile(): { readonly server: RedisServer } {
+  const holder: { server: RedisServer } = { server: undefined as unknown as RedisServer };
+  beforeAll(async () => {
+    holder.server = await startRedisServer();
+  });
+  afterAll(async () => {
+    await holder.server?.stop();
+  });
+  return holder;
 }
