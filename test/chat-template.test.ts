@@ -104,6 +104,48 @@ describe('Llama 3.2 chat template', () => {
   });
 });
 
+describe("Python's string semantics (Jinja2 runs in Python inside vLLM)", () => {
+  const renderWith = (source: string, variables: Record<string, unknown>) => new ChatTemplate(source, 'UTC', () => NOV_23_2026).render(variables);
+
+  it("trims message edges as Python's str.strip(): U+001C..U+001F and U+0085 go, U+FEFF stays", () => {
+    expect(
+      render({
+        messages: [
+          { role: 'system', content: '\u001c\u0085 Be brief. \u001f' },
+          { role: 'user', content: '\ufeff안녕하세요\u001d\u001e ' },
+        ],
+      }),
+    ).toBe(system('Be brief.') + `${header('user')}\ufeff안녕하세요<|eot_id|>${header('assistant')}`);
+    expect(renderWith('[{{ s | trim }}|{{ s.strip() }}|{{ s.lstrip() }}|{{ s.rstrip() }}]', { s: '\u0085\u2028 x \u180e\u200b' })).toBe(
+      '[x \u180e\u200b|x \u180e\u200b|x \u180e\u200b|\u0085\u2028 x \u180e\u200b]',
+    );
+  });
+
+  it('splits on Python whitespace and counts, indexes and slices code points', () => {
+    expect(renderWith('{% for p in s.split() %}<{{ p }}>{% endfor %}', { s: 'a\u001fb\ufeffc\u0085 d' })).toBe('<a><b\ufeffc><d>');
+    expect(renderWith('{{ s | length }} {{ s[0] }} {{ s[-1] }} {{ s[1:] }}', { s: '😀a👍' })).toBe('3 😀 👍 a👍');
+  });
+
+  it('title-cases and capitalizes as Python does', () => {
+    expect(renderWith('{{ s | title }}|{{ s.title() }}|{{ s | capitalize }}', { s: "hELLO they're (ǆ-ﬁ)" })).toBe(
+      "Hello They're (Ǆ-FI)|Hello They'Re (ǅ-Fi)|Hello they're (ǆ-ﬁ)",
+    );
+  });
+
+  it("writes tojson as transformers' json.dumps: Python float repr, indent 0 and string indents, sort_keys by code point", () => {
+    expect(renderWith('{{ x | tojson }}', { x: { min: 1e-7, list: [0.5, [], {}] } })).toBe('{"min": 1e-07, "list": [0.5, [], {}]}');
+    expect(renderWith('{{ (x * 1.0) | tojson }}', { x: 1e16 })).toBe('1e+16');
+    expect(renderWith('{{ x | tojson(indent=0) }}', { x: [1, 2] })).toBe('[\n1,\n2\n]');
+    expect(renderWith('{{ x | tojson(indent="\t", sort_keys=true) }}', { x: { b: 1, '😀': 2, '\uffff': 3 } })).toBe('{\n\t"b": 1,\n\t"\uffff": 3,\n\t"😀": 2\n}');
+  });
+
+  it("renders Llama 3.1's builtin_tools line (reject and join)", () => {
+    expect(renderWith(`{{ builtin_tools | reject('equalto', 'code_interpreter') | join(', ') }}`, { builtin_tools: ['brave_search', 'code_interpreter', 'wolfram_alpha'] })).toBe(
+      'brave_search, wolfram_alpha',
+    );
+  });
+});
+
 describe('strftime_now', () => {
   it("formats like Python's strftime in the configured zone, C locale", () => {
     expect(strftime(NOV_23_2026, '%d %b %Y', 'UTC')).toBe('23 Nov 2026');

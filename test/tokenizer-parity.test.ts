@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ByteLevelBpe } from '../src/tokens/byte-level-bpe.js';
+import { ChatTemplate } from '../src/tokens/chat-template.js';
+import { templateSourceOf } from '../src/tokens/model-tokenizer.js';
 import { textTokenizerFrom } from '../src/tokens/text-tokenizer.js';
 import { llamaTokenizerConfig, llamaTokenizerJson, referenceIds, variedCorpus } from './helpers/llama.js';
 
@@ -29,6 +31,21 @@ describe('fast byte-level BPE against @huggingface/tokenizers (Llama 3.2)', () =
     expect(fast.encode(all, true)).toEqual(referenceIds(all, true));
     for (const long of ['가나다라마바사아자차카타파하'.repeat(40), '中文文本'.repeat(100), 'x'.repeat(3000), '😀'.repeat(200), ' '.repeat(500) + 'a']) {
       expect(fast.encode(long, false)).toEqual(referenceIds(long, false));
+    }
+  });
+
+  it('agrees on chat prompts whose messages start or end with characters Python and JavaScript trim differently', () => {
+    const template = new ChatTemplate(templateSourceOf(llamaTokenizerConfig)!, 'UTC', () => Date.UTC(2026, 10, 23));
+    const edges = ['\u001c', '\u001d', '\u001e', '\u001f', '\u0085', '\ufeff', '\u180e', '\u200b', '\u2028', '\u2029', '\u00a0', '\u3000', '\u1680', '\u202f', '\u205f'];
+    for (const c of edges) {
+      for (const text of [c, `${c}${c}안녕하세요${c}`, ` \n${c} Hello 😀 ${c}\n `, `${c}👩‍👩‍👧${c} ${c}`]) {
+        const prompt = template.render({
+          bos_token: '<|begin_of_text|>',
+          add_generation_prompt: true,
+          messages: [{ role: 'system', content: text }, { role: 'user', content: text }, { role: 'assistant', content: `${text}${c}` }, { role: 'user', content: `${c}${text}` }],
+        });
+        expect(fast.encode(prompt, false)).toEqual(referenceIds(prompt, false));
+      }
     }
   });
 

@@ -1,5 +1,6 @@
-import { Environment, Interpreter, Template } from '@huggingface/jinja';
+import { Environment, Template } from '@huggingface/jinja';
 import { wallClock } from '../zoned-time.js';
+import { PythonJinjaInterpreter } from './python-jinja.js';
 
 /** A template called raise_exception, or failed to render: the request is malformed for this model. */
 export class ChatTemplateError extends Error {
@@ -11,6 +12,7 @@ export type Clock = () => number;
 /**
  * A Hugging Face chat template, rendered the way transformers' apply_chat_template does (the path
  * vLLM takes): trim_blocks and lstrip_blocks, and the globals raise_exception and strftime_now.
+ * String filters and methods and tojson follow Python's semantics (see PythonJinjaInterpreter).
  * strftime_now reads `clock` in `timeZone` with English (C locale) names, as Python's strftime does
  * on a model server running in UTC, instead of this process's own zone and locale.
  */
@@ -46,7 +48,7 @@ export class ChatTemplate {
     };
     for (const [name, value] of Object.entries({ ...globals, ...variables })) env.set(name, value);
     try {
-      return new Interpreter(env).run(this.parsed).value as string;
+      return new PythonJinjaInterpreter(env).run(this.parsed).value as string;
     } catch (err) {
       if (err instanceof ChatTemplateError) throw err;
       throw new ChatTemplateError(`chat template failed: ${(err as Error).message}`);
