@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AccessLogStandIn, type LoggedRequest } from './helpers/access-log-stand-in.js';
-import { manualClock, startTestApp, type TestApp } from './helpers/app.js';
+import { ADMIN, manualClock, startTestApp, type TestApp } from './helpers/app.js';
 import { redisForThisFile } from './helpers/redis-server.js';
 import { runUsageLua, splitAt } from './helpers/usage-lua.js';
 import { jsonCompletion, sseCompletion } from './helpers/vllm-responses.js';
@@ -43,7 +43,7 @@ describe.each(['memory', 'redis'] as const)('access-log reconciliation (%s store
   });
 
   async function usage(user: string, model = 'llama-3.2-1b') {
-    const body = (await (await fetch(`${t.http}/v1/usage/${user}?model=${model}`)).json()) as any;
+    const body = (await (await fetch(`${t.http}/v1/usage/${user}?model=${model}`, { headers: ADMIN })).json()) as any;
     const windows = Object.fromEntries(body.models[0].windows.map((w: { window: string; used: number }) => [w.window, w.used]));
     return { tokens: windows['tokensPerMinute'] as number, day: windows['tokensPerDay'] as number, requests: windows['requestsPerMinute'] as number, concurrent: body.models[0].concurrentRequests.used as number };
   }
@@ -93,18 +93,29 @@ describe.each(['memory', 'redis'] as const)('access-log reconciliation (%s store
     expect((await usage('cho')).tokens).toBe(40);
   });
 
-  it('applies the rules for entries without usage', async () => {
-    const body = { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 100 };
-    const failed = await check('dee', body);
-    const rejected = await check('eli', body);
-    const unreported = await check('fay', body);
-    const prompt = failed.metadata['prompt_tokens'] as number;
-    als.send([logged(failed, { responseCode: 503 }), logged(rejected, { responseCode: 400 }), logged(unreported, { responseCode: 200 })]);
-    await eventually(() => settledCount('settled'), (n) => n === 3);
-    expect((await usage('dee')).tokens).toBe(prompt); // upstream failure: the prompt only
-    expect((await usage('eli')).tokens).toBe(0); // refused by vLLM: nothing
-    expect((await usage('fay')).tokens).toBe(prompt + 100); // no usage on a 2xx: the reservation stands
-    for (const user of ['dee', 'eli', 'fay']) expect((await usage(user)).concurrent).toBe(0);
+  // The rule table of src/accounting/rules.ts, from what Envoy logs for each way a request can end.
+  it.each([
+    ['the model server failed (5xx from it)', { responseCode: 503 }, 'reserved'],
+    ['the model server refused it (4xx from it)', { responseCode: 400 }, 'nothing'],
+    ['a 2xx without usage (stream without include_usage)', { responseCode: 200 }, 'reserved'],
+    ['the client went away before any response (code 0, DC)', { responseCode: undefined, flags: ['DC'] }, 'reserved'],
+    ['the client went away mid-stream (200, DC)', { responseCode: 200, flags: ['DC'] }, 'reserved'],
+    ['the client reset its HTTP/2 stream (DR)', { responseCode: 200, flags: ['DR'] }, 'reserved'],
+    ['the route timed out after forwarding (504, UT)', { responseCode: 504, flags: ['UT'] }, 'reserved'],
+    ['Envoy answered 408 itself after forwarding (SI)', { responseCode: 408, flags: ['SI'] }, 'reserved'],
+    ['an upstream reset after forwarding (503, UR)', { responseCode: 503, flags: ['UR'] }, 'reserved'],
+    ['no connection to the model server (503, UF, nothing sent)', { responseCode: 503, flags: ['UF'], forwarded: false }, 'nothing'],
+    ['no healthy model server (503, UH)', { responseCode: 503, flags: ['UH'], forwarded: false }, 'nothing'],
+    ['the client left before Envoy forwarded (code 0, DC, no host)', { responseCode: undefined, flags: ['DC'], forwarded: false }, 'nothing'],
+    ['a 4xx that Envoy itself sent (not via upstream)', { responseCode: 400, statusFromUpstream: false }, 'reserved'],
+  ] as const)('settles an entry without usage when %s', async (_case, entry, expected) => {
+    const user = `rule-${Math.random().toString(36).slice(2, 8)}`;
+    const res = await check(user, { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 100 });
+    als.send([logged(res, entry as Partial<LoggedRequest>)]);
+    const after = await eventually(() => usage(user), (u) => u.concurrent === 0);
+    const reserved = res.metadata['reserved_tokens'] as number;
+    expect(after.tokens).toBe(expected === 'reserved' ? reserved : 0);
+    expect(after.requests).toBe(1);
   });
 
   it('counts open access-log streams', async () => {

@@ -32,6 +32,7 @@ admin: { tokenSha256: "${sha('admin-secret')}" }
 `;
 
 const auth = (key: string) => ({ authorization: `Bearer ${key}` });
+const ADMIN_SECRET = { authorization: 'Bearer admin-secret' };
 const chat = (model: string, text: string, maxTokens?: number) => ({
   model,
   messages: [{ role: 'user', content: text }],
@@ -58,7 +59,7 @@ describe.each(['memory', 'redis'] as const)('ext_authz Check with the %s store',
   });
 
   async function usage(user: string, model: string) {
-    const res = await fetch(`${t.http}/v1/usage/${encodeURIComponent(user)}?model=${model}`);
+    const res = await fetch(`${t.http}/v1/usage/${encodeURIComponent(user)}?model=${model}`, { headers: ADMIN_SECRET });
     expect(res.status).toBe(200);
     const body = (await res.json()) as { models: Array<{ windows: Array<{ window: string; used: number; limit: number | null }>; concurrentRequests: { used: number } }> };
     const windows = Object.fromEntries(body.models[0]!.windows.map((w) => [w.window, w]));
@@ -275,12 +276,12 @@ describe.each(['memory', 'redis'] as const)('ext_authz Check with the %s store',
 
   it('reports usage per model and resets it only with the admin token', async () => {
     const res = await t.envoy.check({ headers: auth('key-alice'), body: chat('m1', 'hello', 10) });
-    const all = (await (await fetch(`${t.http}/v1/usage/alice`)).json()) as any;
+    const all = (await (await fetch(`${t.http}/v1/usage/alice`, { headers: ADMIN_SECRET })).json()) as any;
     expect(all.models.map((m: { model: string }) => m.model)).toEqual(['m1', 'm2']);
     const m1 = all.models[0].windows.find((w: { window: string }) => w.window === 'tokensPerMinute');
     expect(m1).toMatchObject({ used: res.metadata['reserved_tokens'], limit: 300 });
     expect(m1.reset).toBeGreaterThan(clock() / 1000);
-    expect((await fetch(`${t.http}/v1/usage/alice?model=nope`)).status).toBe(404);
+    expect((await fetch(`${t.http}/v1/usage/alice?model=nope`, { headers: ADMIN_SECRET })).status).toBe(404);
 
     expect((await fetch(`${t.http}/v1/usage/alice`, { method: 'DELETE' })).status).toBe(401);
     const wrong = await fetch(`${t.http}/v1/usage/alice`, { method: 'DELETE', headers: { authorization: 'Bearer nope' } });

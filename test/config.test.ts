@@ -74,6 +74,12 @@ users:
     ['defaultModel: ghost', /model "ghost" is not listed/],
     ['dailyReset: { timeZone: Mars/Olympus }', /dailyReset\.timeZone: not an IANA time zone/],
     [`apiKeys: [ { sha256: "${HASH}", user: a }, { sha256: "${HASH}", user: b } ]`, /same key hash is given to both/],
+    ['users: { __proto__: { limits: { tokensPerDay: 1 } } }', /users\.__proto__: "__proto__" is reserved and cannot be a user name/],
+    ['users: { constructor: {} }', /users\.constructor: "constructor" is reserved and cannot be a user name/],
+    ['groups: { __proto__: { limits: { tokensPerDay: 1 } } }', /groups\.__proto__: "__proto__" is reserved and cannot be a group name/],
+    ['groups: { prototype: {} }', /groups\.prototype: "prototype" is reserved and cannot be a group name/],
+    ['models: { constructor: {} }', /models\.constructor: "constructor" is reserved and cannot be a model name/],
+    ['models: { m: {} }\nusers: { a: { models: { __proto__: { tokensPerDay: 1 } } } }', /users\.a\.models\.__proto__: "__proto__" is reserved and cannot be a model name/],
   ])('rejects %j with a clear message', (yaml, message) => {
     expect(() => parseLimitsYaml(yaml, 'limits.yaml')).toThrow(ConfigError);
     expect(() => parseLimitsYaml(yaml, 'limits.yaml')).toThrow(message);

@@ -51,6 +51,10 @@ describe('deploy/crds/tokenquotas.tokenwarden.dev.yaml', () => {
     ['hour above day', { subjects: { users: ['a'] }, models: ['m'], limits: { tokensPerHour: 5, tokensPerDay: 4 } }, false],
     ['minute above day', { subjects: { users: ['a'] }, models: ['m'], limits: { tokensPerMinute: 5, tokensPerDay: 4 } }, false],
     ['an empty user name', { subjects: { users: [''] }, models: ['m'], limits: { tokensPerDay: 1 } }, false],
+    ['a user named __proto__', { subjects: { users: ['a', '__proto__'] }, models: ['m'], limits: { tokensPerDay: 1 } }, false],
+    ['a group named constructor', { subjects: { groups: ['constructor'] }, models: ['m'], limits: { tokensPerDay: 1 } }, false],
+    ['a model named prototype', { subjects: { users: ['a'] }, models: ['prototype'], limits: { tokensPerDay: 1 } }, false],
+    ['names Object.prototype merely inherits', { subjects: { users: ['toString'], groups: ['hasOwnProperty'] }, models: ['valueOf'], limits: { tokensPerDay: 1 } }, true],
   ];
   it.each(cases)('agrees with the controller on %s', (_name, spec, valid) => {
     expect(apiServerAccepts(spec)).toBe(valid);

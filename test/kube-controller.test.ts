@@ -1,11 +1,13 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, ListWatch, Watch, type V1ConfigMap } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KubeController } from '../src/kube/controller.js';
+import { SupervisedInformer } from '../src/kube/supervised-informer.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { createMetrics } from '../src/telemetry/metrics.js';
-import { startTestApp, type TestApp } from './helpers/app.js';
+import { ADMIN, startTestApp, TEST_ADMIN_TOKEN, type TestApp } from './helpers/app.js';
 import { FakeKubeApiServer } from './helpers/fake-kube-apiserver.js';
 
 const NS = 'llm';
@@ -14,6 +16,7 @@ defaults: { tokensPerMinute: ${defaultTpm} }
 models: { m1: {}, m2: {} }
 identity: { trustUserHeader: true }
 tokenization: { workers: 0 }
+admin: { tokenSha256: "${createHash('sha256').update(TEST_ADMIN_TOKEN).digest('hex')}" }
 `;
 /** Every (resource, verb) the controller was seen to use, across all tests here. */
 const used = new Set<string>();
@@ -100,10 +103,10 @@ describe('Kubernetes controller (real client-node informers against a kube-apise
   it('applies TokenQuota create, update and delete within a second, without resetting counters', async () => {
     fake.put(NS, 'tokenquotas', tokenQuota('ann-m1', { subjects: { users: ['ann'] }, models: ['m1'], limits: { tokensPerMinute: 300 } }));
     expect((await within(1000, () => tpmLimit('ann'), (v) => v === 300)).elapsedMs).toBeLessThan(1000);
-    const used = await (await fetch(`${t.http}/v1/usage/ann?model=m1`)).json();
+    const used = await (await fetch(`${t.http}/v1/usage/ann?model=m1`, { headers: ADMIN })).json();
     fake.put(NS, 'tokenquotas', tokenQuota('ann-m1', { subjects: { users: ['ann'] }, models: ['m1'], limits: { tokensPerMinute: 600 } }));
     await within(1000, () => tpmLimit('ann'), (v) => v === 600);
-    const after = (await (await fetch(`${t.http}/v1/usage/ann?model=m1`)).json()) as any;
+    const after = (await (await fetch(`${t.http}/v1/usage/ann?model=m1`, { headers: ADMIN })).json()) as any;
     expect(after.models[0].windows[0].used).toBeGreaterThan((used as any).models[0].windows[0].used);
     fake.delete(NS, 'tokenquotas', 'ann-m1');
     await within(1000, () => tpmLimit('ann'), (v) => v === 1000);
@@ -139,6 +142,22 @@ describe('Kubernetes controller (real client-node informers against a kube-apise
     await within(2000, async () => readyCondition('bad'), (c) => c?.status === 'True');
     expect(readyCondition('bad').observedGeneration).toBe(2);
     expect(await tpmLimit('dan', 'm2')).toBe(50);
+  });
+
+  it('refuses TokenQuotas for __proto__ and constructor, leaving everyone else and later ConfigMaps alone', async () => {
+    fake.put(NS, 'tokenquotas', tokenQuota('ann-m1', { subjects: { users: ['ann'] }, models: ['m1'], limits: { tokensPerMinute: 300 } }));
+    await within(1000, () => tpmLimit('ann'), (v) => v === 300);
+    fake.put(NS, 'tokenquotas', tokenQuota('proto', { subjects: { users: ['__proto__'] }, models: ['*'], limits: { tokensPerMinute: 7 } }));
+    fake.put(NS, 'tokenquotas', tokenQuota('ctor', { subjects: { users: ['constructor'] }, models: ['m1'], limits: { tokensPerMinute: 8 } }));
+    await within(2000, async () => [readyCondition('proto'), readyCondition('ctor')], (conditions) => conditions.every(Boolean));
+    expect(readyCondition('proto')).toMatchObject({ status: 'False', reason: 'InvalidSpec', message: 'spec.subjects.users.0: "__proto__" is reserved and cannot be a user name' });
+    expect(readyCondition('ctor')).toMatchObject({ status: 'False', reason: 'InvalidSpec', message: 'spec.subjects.users.0: "constructor" is reserved and cannot be a user name' });
+    expect(readyCondition('ann-m1')).toMatchObject({ status: 'True', reason: 'Applied' });
+    const limits = async () => [await tpmLimit('ann'), await tpmLimit('ann', 'm2'), await tpmLimit('bob'), await tpmLimit('__proto__'), await tpmLimit('constructor', 'm1')];
+    expect(await limits()).toEqual([300, 1000, 1000, 1000, 1000]);
+    // A later ConfigMap change still takes effect, for everyone.
+    fake.put(NS, 'configmaps', configMap(LIMITS(2500)));
+    await within(1000, limits, (v) => JSON.stringify(v) === JSON.stringify([300, 2500, 2500, 2500, 2500]));
   });
 
   it('resolves conflicting TokenQuotas by age and reports the conflict on both', async () => {
@@ -186,11 +205,10 @@ describe('readiness', () => {
     try {
       await new Promise((r) => setTimeout(r, 500));
       expect((await fetch(`${t.http}/readyz`)).status).toBe(503);
-      // Until then a Check fails the call, so Envoy's status_on_error / failure_mode_allow decides.
-      await expect(t.envoy.check({ headers: { 'x-user-id': 'u' }, path: '/v1/completions', body: { model: 'm1', prompt: 'x' } })).rejects.toMatchObject({
-        code: 14,
-        details: 'not configured',
-      });
+      // Until then a Check is refused (fail closed; failure_mode_allow must not turn "no limits yet" into free tokens).
+      const early = await t.envoy.check({ headers: { 'x-user-id': 'u' }, path: '/v1/completions', body: { model: 'm1', prompt: 'x' } });
+      expect(early.status).toBe(503);
+      expect(JSON.parse(early.body).error.code).toBe('quota_unavailable');
       fake.put(NS, 'configmaps', configMap(LIMITS(1000)));
       await within(2000, async () => (await fetch(`${t.http}/readyz`)).status, (s) => s === 200);
     } finally {
@@ -217,6 +235,49 @@ describe('a watch that stalls without an error', () => {
       await within(3000, check, (v) => v === 4242);
     } finally {
       await t.close();
+      await fake.stop();
+    }
+  });
+});
+
+describe('an informer whose start() rejects', () => {
+  it('is restarted with backoff like any failed watch, and the process keeps running', async () => {
+    const fake = new FakeKubeApiServer();
+    await fake.start();
+    fake.put(NS, 'configmaps', configMap(LIMITS(1000)));
+    const kc = kubeConfigFor(fake);
+    const core = kc.makeApiClient(CoreV1Api);
+    /** Lists fine, but the first two watch requests cannot even be made (as when credentials fail to load). */
+    class WatchFailingToStart extends Watch {
+      failuresLeft = 2;
+      override async watch(...args: Parameters<Watch['watch']>): Promise<AbortController> {
+        if (this.failuresLeft-- > 0) throw new Error('cannot load credentials');
+        return super.watch(...args);
+      }
+    }
+    const watch = new WatchFailingToStart(kc);
+    const errors: string[] = [];
+    const informer = new SupervisedInformer<V1ConfigMap>({
+      name: 'configmap',
+      create: () => new ListWatch(`/api/v1/namespaces/${NS}/configmaps`, watch, () => core.listNamespacedConfigMap({ namespace: NS }), false),
+      onChange: () => {},
+      onError: (name) => errors.push(name),
+      logger: createLogger('silent'),
+      initialBackoffMs: 20,
+    });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      informer.start();
+      await within(3000, async () => informer.synced, Boolean);
+      expect(errors).toEqual(['configmap', 'configmap']);
+      fake.put(NS, 'configmaps', configMap(LIMITS(2000)));
+      await within(1000, async () => informer.list()[0]?.data?.['limits.yaml'], (text) => text === LIMITS(2000));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await informer.stop();
       await fake.stop();
     }
   });

@@ -61,6 +61,50 @@ describe('merging the ConfigMap, TokenQuotas and Secrets', () => {
     expect(result.snapshot!.limitsFor('x', 'm1')).toEqual({ tokensPerMinute: 1000 });
   });
 
+  it('gives users named like Object.prototype members (toString, hasOwnProperty) exactly their own limits', () => {
+    const configMapText = `
+defaults: { tokensPerMinute: 1000 }
+models: { m1: {}, m2: {} }
+groups: { valueOf: { limits: { tokensPerHour: 70000 } } }
+users: { toString: { limits: { tokensPerDay: 7000 } } }
+`;
+    const quotas = [
+      quota('to-string', { subjects: { users: ['toString'] }, models: ['m1'], limits: { tokensPerMinute: 11 } }),
+      quota('has-own', { subjects: { users: ['hasOwnProperty'] }, models: ['*'], limits: { tokensPerMinute: 22 } }),
+    ];
+    const merged = (tokenQuotas: TokenQuotaObject[]) => mergeKubeState({ configMapText, tokenQuotas, secrets: [] }, undefined).snapshot!;
+    const withQuotas = merged(quotas);
+    expect(withQuotas.limitsFor('toString', 'm1')).toEqual({ tokensPerMinute: 11, tokensPerDay: 7000 });
+    expect(withQuotas.limitsFor('toString', 'm2')).toEqual({ tokensPerMinute: 1000, tokensPerDay: 7000 });
+    expect(withQuotas.limitsFor('hasOwnProperty', 'm2')).toEqual({ tokensPerMinute: 22 });
+    expect(withQuotas.limitsFor('hasOwnProperty', 'm1', ['valueOf'])).toEqual({ tokensPerMinute: 22, tokensPerHour: 70000 });
+    for (const other of ['bob', 'valueOf', 'constructor', '__proto__']) expect(withQuotas.limitsFor(other, 'm1')).toEqual({ tokensPerMinute: 1000 });
+    // Nothing lingers once the TokenQuotas are gone.
+    const without = merged([]);
+    expect(without.limitsFor('toString', 'm1')).toEqual({ tokensPerMinute: 1000, tokensPerDay: 7000 });
+    expect(without.limitsFor('hasOwnProperty', 'm1')).toEqual({ tokensPerMinute: 1000 });
+  });
+
+  it('refuses TokenQuotas naming __proto__, constructor or prototype, and nobody else is affected', () => {
+    const result = mergeKubeState(
+      {
+        configMapText: CONFIG_MAP,
+        tokenQuotas: [
+          quota('proto', { subjects: { users: ['__proto__'] }, models: ['*'], limits: { tokensPerMinute: 1 } }),
+          quota('ctor', { subjects: { users: ['bob'], groups: ['constructor'] }, models: ['m1'], limits: { tokensPerMinute: 2 } }),
+          quota('model', { subjects: { users: ['bob'] }, models: ['prototype'], limits: { tokensPerMinute: 3 } }),
+        ],
+        secrets: [],
+      },
+      undefined,
+    );
+    expect(result.verdicts.get('llm/proto')).toMatchObject({ ready: false, reason: 'InvalidSpec', message: 'spec.subjects.users.0: "__proto__" is reserved and cannot be a user name' });
+    expect(result.verdicts.get('llm/ctor')).toMatchObject({ ready: false, reason: 'InvalidSpec', message: 'spec.subjects.groups.0: "constructor" is reserved and cannot be a group name' });
+    expect(result.verdicts.get('llm/model')).toMatchObject({ ready: false, reason: 'InvalidSpec', message: 'spec.models.0: "prototype" is reserved and cannot be a model name' });
+    expect(result.snapshot!.limitsFor('alice', 'm1')).toEqual({ tokensPerMinute: 1000, tokensPerDay: 5000 });
+    expect(result.snapshot!.limitsFor('bob', 'm1', ['constructor'])).toEqual({ tokensPerMinute: 1000 });
+  });
+
   it('resolves conflicts by age and reports them on both objects', () => {
     const result = mergeKubeState(
       {

@@ -1,12 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, type TestApp } from './helpers/app.js';
+import { ADMIN, startTestApp, type TestApp } from './helpers/app.js';
 import { startRedisCluster, type RedisServer } from './helpers/redis-server.js';
 
 const CONFIG = `
 defaults: { tokensPerMinute: 500, tokensPerDay: 5000, requestsPerMinute: 10, maxConcurrentRequests: 3 }
 models: { m1: {}, m2: {} }
 identity: { trustUserHeader: true }
-admin: { tokenSha256: "${'0'.repeat(64)}" }
 `;
 
 describe.each(['plain client', 'cluster client'] as const)('Redis Cluster mode, %s', (client) => {
@@ -31,7 +30,7 @@ describe.each(['plain client', 'cluster client'] as const)('Redis Cluster mode, 
   });
 
   it('reads usage across models (different slots)', async () => {
-    const res = await fetch(`${t.http}/v1/usage/alice`);
+    const res = await fetch(`${t.http}/v1/usage/alice`, { headers: ADMIN });
     expect(res.status).toBe(200);
     const body = (await res.json()) as { models: Array<{ model: string; windows: Array<{ used: number }> }> };
     expect(body.models.map((m) => m.model)).toEqual(['m1', 'm2']);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, type TestApp } from './helpers/app.js';
+import { ADMIN, startTestApp, type TestApp } from './helpers/app.js';
 import { freePort } from './helpers/redis-server.js';
 import { referenceIds } from './helpers/llama.js';
 
@@ -70,7 +70,7 @@ tokenization: { workers: 0 }
   });
 
   const count = async (model: string) => {
-    const res = await fetch(`${t.http}/v1/tokenize`, { method: 'POST', body: JSON.stringify({ model, prompt: 'Hello, 세계' }) });
+    const res = await fetch(`${t.http}/v1/tokenize`, { method: 'POST', headers: ADMIN, body: JSON.stringify({ model, prompt: 'Hello, 세계' }) });
     return { status: res.status, json: (await res.json()) as any };
   };
 

@@ -1,4 +1,6 @@
 import type { ConfigSnapshot } from '../config/snapshot.js';
+import { CONCURRENCY_LIMIT, counterKind, wordingOf } from '../limit-kinds.js';
+import { ContextLengthError, tokensToReserve } from '../openai/reservation.js';
 import { identify } from '../identity/identify.js';
 import { BadRequestError, modelFromPath, parseOpenAIRequest } from '../openai/request.js';
 import { errorBody, rateLimitHeaders, retryAfterSeconds, type OpenAIError } from '../openai/responses.js';
@@ -9,9 +11,9 @@ import type { Metrics } from '../telemetry/metrics.js';
 import type { PromptTokenCounter } from '../tokens/counter.js';
 import { TokenizerUnavailableError } from '../tokens/errors.js';
 
-/** No configuration is in force yet: the caller should fail the call rather than decide. */
-export class NotConfiguredError extends Error {
-  override name = 'NotConfiguredError';
+/** The caller went away (cancelled, or past its deadline) before the verdict: nothing was charged. */
+export class AbandonedError extends Error {
+  override name = 'AbandonedError';
 }
 
 /** The parts of an HTTP request that admission looks at, independent of how they arrived. */
@@ -70,9 +72,12 @@ export class Gatekeeper {
     },
   ) {}
 
-  async decide(request: RequestView): Promise<Verdict> {
-    if (this.deps.configured && !this.deps.configured()) throw new NotConfiguredError('no limits configuration yet');
-    const verdict = await this.decideUncounted(request);
+  /**
+   * `signal` aborts when the caller gives up: before the reservation nothing is reserved, and a
+   * reservation that raced the abort is taken back, so an abandoned Check costs nothing.
+   */
+  async decide(request: RequestView, signal?: AbortSignal): Promise<Verdict> {
+    const verdict = await this.decideUncounted(request, signal);
     const { metrics, logger } = this.deps;
     if (verdict.kind === 'allow') {
       metrics.decisions.inc({ result: 'allowed', reason: verdict.charge ? 'within_limits' : 'uncharged' });
@@ -85,8 +90,14 @@ export class Gatekeeper {
     return verdict;
   }
 
-  private async decideUncounted(request: RequestView): Promise<Verdict> {
+  private storeUnavailable(config: ConfigSnapshot, err: StoreUnavailableError): Verdict {
+    if (config.settings.failOpen) throw err;
+    return storeUnavailableVerdict();
+  }
+
+  private async decideUncounted(request: RequestView, signal: AbortSignal | undefined): Promise<Verdict> {
     const config = this.deps.config();
+    if (this.deps.configured && !this.deps.configured()) return this.storeUnavailable(config, new StoreUnavailableError('no limits configuration yet'));
     const identity = identify({ headers: request.headers, filterMetadata: request.filterMetadata }, config);
     if ('error' in identity) {
       return deny(401, 'unauthenticated', {
@@ -145,31 +156,36 @@ export class Gatekeeper {
       if (err instanceof BadRequestError) {
         return deny(400, 'bad_request', { message: err.message, type: 'invalid_request_error', param: err.param, code: null });
       }
-      if (!(err instanceof TokenizerUnavailableError)) throw err;
-      return deny(503, 'tokenizer_unavailable', { message: err.message, type: 'server_error', param: 'model', code: 'tokenizer_unavailable' });
+      if (err instanceof TokenizerUnavailableError) {
+        return deny(503, 'tokenizer_unavailable', { message: err.message, type: 'server_error', param: 'model', code: 'tokenizer_unavailable' });
+      }
+      // Whatever else stops counting (a pathological prompt) refuses the request: it is never let through uncounted.
+      this.deps.logger.warn({ err: (err as Error).message, model }, 'prompt could not be counted');
+      return deny(400, 'bad_request', { message: 'The prompt could not be counted for this model.', type: 'invalid_request_error', param: 'messages', code: null });
     }
+    let tokens: number;
+    try {
+      tokens = tokensToReserve(parsed, promptTokens, config.settings.models[model]?.maxModelLen, config.settings.reservation.defaultCompletionTokens);
+    } catch (err) {
+      if (!(err instanceof ContextLengthError)) throw err;
+      return { kind: 'deny', status: 400, reason: 'context_length_exceeded', body: err.body, headers: { 'content-type': 'application/json' } };
+    }
+
+    if (signal?.aborted) throw new AbandonedError('the caller went away before the reservation');
     let admission: Admission;
     try {
-      admission = await this.deps.engine.admit({
-        user,
-        groups: identity.groups,
-        model,
-        promptTokens,
-        maxTokens: parsed.maxTokens,
-        choices: parsed.choices,
-        requestId: request.headers.get('x-request-id'),
-      });
+      admission = await this.deps.engine.admit({ user, groups: identity.groups, model, tokens, promptTokens, requestId: request.headers.get('x-request-id') });
     } catch (err) {
       if (!(err instanceof StoreUnavailableError)) throw err;
       this.deps.metrics.storeErrors.inc({ operation: 'reserve' });
       this.deps.logger.warn({ err: err.message, failOpen: config.settings.failOpen }, 'quota store unavailable');
-      if (config.settings.failOpen) throw err;
-      return deny(503, 'store_unavailable', {
-        message: 'The quota service is temporarily unavailable. Please retry shortly.',
-        type: 'server_error',
-        param: null,
-        code: 'quota_unavailable',
-      });
+      return this.storeUnavailable(config, err);
+    }
+    if (admission.admitted && signal?.aborted) {
+      await this.deps.engine.cancel({ user, model }, admission.reservationId, admission.attempt).catch((err: unknown) =>
+        this.deps.logger.warn({ err: (err as Error).message }, 'could not take back an abandoned reservation; it expires by itself'),
+      );
+      throw new AbandonedError('the caller went away during the reservation');
     }
 
     if (admission.admitted) {
@@ -184,21 +200,23 @@ export class Gatekeeper {
   }
 }
 
+/** With failOpen the error propagates (the transport fails the call, Envoy decides); otherwise a 503 denial. */
+function storeUnavailableVerdict(): Verdict {
+  return deny(503, 'store_unavailable', {
+    message: 'The quota service is temporarily unavailable. Please retry shortly.',
+    type: 'server_error',
+    param: null,
+    code: 'quota_unavailable',
+  });
+}
+
 function deny(status: number, reason: string, error: OpenAIError, headers: Record<string, string> = {}): Verdict {
   return { kind: 'deny', status, reason, body: errorBody(error), headers: { 'content-type': 'application/json', ...headers } };
 }
 
-const LIMIT_WORDING: Record<string, string> = {
-  tokensPerMinute: 'tokens per minute',
-  tokensPerHour: 'tokens per hour',
-  tokensPerDay: 'tokens per day',
-  requestsPerMinute: 'requests per minute',
-  maxConcurrentRequests: 'concurrent requests',
-};
-
 function denyByLimit(admission: Extract<Admission, { admitted: false }>, model: string): Verdict {
-  const wording = LIMIT_WORDING[admission.limit];
-  const isTokens = admission.limit.startsWith('tokens');
+  const wording = wordingOf(admission.limit);
+  const isTokens = admission.limit !== CONCURRENCY_LIMIT.name && counterKind(admission.limit).counts === 'tokens';
   const neverFits = admission.retryAfterMs === undefined;
   const message = neverFits
     ? `Request too large for ${model} on ${wording}: Limit ${admission.limitValue}, Requested ${admission.requested}. ` +

@@ -1,25 +1,16 @@
 import { z } from 'zod';
+import { LIMIT_NAMES, type LimitName } from '../limit-kinds.js';
 
 /** A limit value: a whole number, or null to say "unlimited" and override a less specific level. */
-const limitValue = z.number().int().nonnegative().nullable().optional();
+const limitValue = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).nullable().optional();
 
-export const LIMIT_NAMES = [
-  'tokensPerMinute',
-  'tokensPerHour',
-  'tokensPerDay',
-  'requestsPerMinute',
-  'maxConcurrentRequests',
-] as const;
-export type LimitName = (typeof LIMIT_NAMES)[number];
+/** The largest token count a request may name (max_tokens, a context length): a signed 32-bit integer. */
+export const MAX_TOKEN_COUNT = 2_147_483_647;
+
+export { LIMIT_NAMES, type LimitName } from '../limit-kinds.js';
 
 export const limitsSchema = z
-  .object({
-    tokensPerMinute: limitValue,
-    tokensPerHour: limitValue,
-    tokensPerDay: limitValue,
-    requestsPerMinute: limitValue,
-    maxConcurrentRequests: limitValue,
-  })
+  .object(Object.fromEntries(LIMIT_NAMES.map((name) => [name, limitValue])) as Record<LimitName, typeof limitValue>)
   .strict();
 export type LimitsInput = z.infer<typeof limitsSchema>;
 
@@ -36,14 +27,40 @@ const modelSchema = z
     tokenizer: tokenizerSourceSchema.optional(),
     /** Replaces the chat template of tokenizer_config.json, like vLLM's --chat-template. */
     chatTemplate: z.string().min(1).optional(),
+    /** vLLM's --max-model-len: prompt plus completion never exceed it, so neither does a reservation. */
+    maxModelLen: z.number().int().positive().max(MAX_TOKEN_COUNT).optional(),
   })
   .strict();
+
+/** User, group and model names that would reach Object.prototype's machinery as keys of an object. */
+export const RESERVED_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** An empty table keyed by user, group or model names: having no prototype, a name finds only its own entry. */
+export function nameTable<T>(): Record<string, T> {
+  return Object.create(null) as Record<string, T>;
+}
+
+/**
+ * A mapping from user, group or model names to entries, parsed into a nameTable. Reserved names are
+ * refused before zod's record sees them, since it silently drops a "__proto__" key.
+ */
+function namedEntries<T extends z.ZodType>(kind: 'user' | 'group' | 'model', entry: T) {
+  const refuseReservedNames = (input: unknown, ctx: z.RefinementCtx) => {
+    for (const name of input !== null && typeof input === 'object' ? Object.keys(input) : []) {
+      if (RESERVED_NAMES.has(name)) ctx.addIssue({ code: 'custom', path: [name], message: `"${name}" is reserved and cannot be a ${kind} name` });
+    }
+    return input;
+  };
+  return z
+    .preprocess(refuseReservedNames, z.record(z.string().min(1), entry))
+    .transform((entries) => Object.assign(nameTable<z.output<T>>(), entries));
+}
 
 /** Limits for a user, or for every member of a group: overall, and per model. */
 const subjectSchema = z
   .object({
     limits: limitsSchema.optional(),
-    models: z.record(z.string(), limitsSchema).optional(),
+    models: namedEntries('model', limitsSchema).optional(),
   })
   .strict();
 export type SubjectLimits = z.infer<typeof subjectSchema>;
@@ -87,10 +104,10 @@ const timeZone = z.string().refine(
 export const limitsFileSchema = z
   .object({
     defaults: limitsSchema.default({}),
-    models: z.record(z.string().min(1), modelSchema.nullable().transform((m) => m ?? {})).default({}),
-    users: z.record(z.string().min(1), subjectSchema.nullable().transform((u) => u ?? {})).default({}),
+    models: namedEntries('model', modelSchema.nullable().transform((m) => m ?? {})).prefault({}),
+    users: namedEntries('user', subjectSchema.nullable().transform((u) => u ?? {})).prefault({}),
     /** Group limits apply to each member separately (members are counted one by one, not as a pool). */
-    groups: z.record(z.string().min(1), subjectSchema.nullable().transform((g) => g ?? {})).default({}),
+    groups: namedEntries('group', subjectSchema.nullable().transform((g) => g ?? {})).prefault({}),
     apiKeys: z.array(apiKeySchema).default([]),
     identity: identitySchema.default({ trustUserHeader: false, userHeader: 'x-user-id' }),
     /** Used when neither the body nor the path names a model. */

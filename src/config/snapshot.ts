@@ -23,7 +23,7 @@ export class ConfigError extends Error {
 
 export function buildSnapshot(file: LimitsFile): ConfigSnapshot {
   const { apiKeys, ...rest } = file;
-  const settings = deepFreeze(structuredClone(rest));
+  const settings = deepFreeze(copyKeepingPrototypes(rest));
   // Maps, not object lookups: a caller named "__proto__" or "constructor" must find nothing.
   const models = new Map(Object.entries(settings.models));
   const users = new Map(Object.entries(settings.users));
@@ -102,6 +102,14 @@ function mergeLimits(levels: ReadonlyArray<LimitsInput | undefined>): EffectiveL
     }
   }
   return Object.freeze(out);
+}
+
+/** A deep copy of parsed settings; unlike structuredClone, it leaves name tables without a prototype. */
+function copyKeepingPrototypes<T>(value: T): T {
+  if (Array.isArray(value)) return value.map(copyKeepingPrototypes) as T;
+  if (value === null || typeof value !== 'object') return value;
+  const copy = Object.fromEntries(Object.entries(value).map(([key, v]) => [key, copyKeepingPrototypes(v)]));
+  return Object.setPrototypeOf(copy, Object.getPrototypeOf(value)) as T;
 }
 
 function deepFreeze<T>(value: T): T {

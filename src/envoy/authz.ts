@@ -1,8 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
-import { NotConfiguredError, type Gatekeeper, type RequestView, type Verdict } from '../admission/gatekeeper.js';
+import { AbandonedError, type Gatekeeper, type RequestView, type Verdict } from '../admission/gatekeeper.js';
 import { StoreUnavailableError } from '../quota/store.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { errorBody } from '../openai/responses.js';
 import { fromStruct, toStruct, type ProtoStruct } from './struct.js';
 
 /** The parts of envoy.service.auth.v3.CheckRequest that are read (proto-loader, keepCase). */
@@ -26,7 +27,7 @@ interface CheckRequest {
 export const EXT_AUTHZ_METADATA_NAMESPACE = 'envoy.filters.http.ext_authz';
 
 // google.rpc.Code values for the CheckResponse status; any non-OK status is a denial to Envoy.
-const RPC_CODE_FOR_HTTP: Record<number, number> = { 400: 3, 401: 16, 404: 5, 413: 3, 429: 8, 503: 14 };
+const RPC_CODE_FOR_HTTP: Record<number, number> = { 400: 3, 401: 16, 404: 5, 413: 3, 429: 8, 500: 13, 503: 14 };
 const PERMISSION_DENIED = 7;
 
 export function checkRequestToView(request: CheckRequest): RequestView {
@@ -84,25 +85,61 @@ function headerOptions(headers: Readonly<Record<string, string>>) {
   return Object.entries(headers).map(([key, value]) => ({ header: { key, value }, append: { value: false } }));
 }
 
-/** envoy.service.auth.v3.Authorization/Check: a thin adapter over the gatekeeper. */
+/** An unexpected failure is denied (500), never failed as an RPC that failure_mode_allow would turn into an allow. */
+const INTERNAL_ERROR_VERDICT: Verdict = {
+  kind: 'deny',
+  status: 500,
+  reason: 'internal',
+  body: errorBody({ message: 'The quota service failed to decide this request.', type: 'server_error', param: null, code: 'internal_error' }),
+  headers: { 'content-type': 'application/json' },
+};
+
+/**
+ * envoy.service.auth.v3.Authorization/Check: a thin adapter over the gatekeeper. The call fails (so
+ * that Envoy's failure_mode_allow decides) only when the store is down and the config says failOpen.
+ */
 export function authorizationHandlers(gatekeeper: Gatekeeper, metrics: Metrics, logger: Logger): grpc.UntypedServiceImplementation {
   return {
     Check(call: grpc.ServerUnaryCall<CheckRequest, object>, callback: grpc.sendUnaryData<object>) {
       const stopTimer = metrics.checkDuration.startTimer();
+      const abandoned = abandonSignal(call);
       gatekeeper
-        .decide(checkRequestToView(call.request))
+        .decide(checkRequestToView(call.request), abandoned.signal)
         .then((verdict) => callback(null, verdictToCheckResponse(verdict)))
         .catch((err: unknown) => {
-          // Failing the call (instead of answering) is what lets Envoy's failure_mode_allow apply.
-          const reason = err instanceof StoreUnavailableError ? 'store_unavailable' : err instanceof NotConfiguredError ? 'not_configured' : 'internal';
-          if (reason === 'internal') logger.error({ err }, 'check failed unexpectedly');
-          metrics.decisions.inc({ result: 'error', reason });
-          callback({
-            code: reason === 'internal' ? grpc.status.INTERNAL : grpc.status.UNAVAILABLE,
-            details: reason === 'internal' ? 'internal error' : reason.replace('_', ' '),
-          });
+          if (err instanceof AbandonedError) {
+            metrics.decisions.inc({ result: 'abandoned', reason: 'caller_gone' });
+            return callback({ code: grpc.status.CANCELLED, details: 'the caller went away; nothing was charged' });
+          }
+          if (err instanceof StoreUnavailableError) {
+            metrics.decisions.inc({ result: 'error', reason: 'store_unavailable' });
+            return callback({ code: grpc.status.UNAVAILABLE, details: 'store unavailable' });
+          }
+          logger.error({ err }, 'check failed unexpectedly');
+          metrics.decisions.inc({ result: 'denied', reason: 'internal' });
+          callback(null, verdictToCheckResponse(INTERNAL_ERROR_VERDICT));
         })
-        .finally(stopTimer);
+        .finally(() => {
+          abandoned.dispose();
+          stopTimer();
+        });
+    },
+  };
+}
+
+/** Aborts when the client cancels the call or its deadline passes. */
+function abandonSignal(call: grpc.ServerUnaryCall<unknown, unknown>): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  call.on('cancelled', abort);
+  const deadline = call.getDeadline();
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+  const timer = Number.isFinite(deadlineMs) ? setTimeout(abort, Math.max(0, deadlineMs - Date.now())) : undefined;
+  return {
+    signal: controller.signal,
+    dispose() {
+      clearTimeout(timer);
+      call.off('cancelled', abort);
     },
   };
 }

@@ -21,6 +21,8 @@ export interface ClientRequest {
   rawHeaders?: boolean;
   requestId?: string;
   metadataContext?: Record<string, ProtoStruct>;
+  /** The gRPC deadline, as Envoy's ext_authz timeout sets it (default 10 s). */
+  timeoutMs?: number;
 }
 
 export interface EnvoyOutcome {
@@ -126,7 +128,7 @@ export class EnvoyCheckClient {
       },
     };
     const response = await new Promise<CheckResponse>((resolve, reject) =>
-      this.client.Check(checkRequest, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res)),
+      this.client.Check(checkRequest, { deadline: Date.now() + (request.timeoutMs ?? 10_000) }, (err, res) => (err ? reject(err) : resolve(res)),
       ),
     );
     const code = response.status?.code ?? 0;

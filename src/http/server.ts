@@ -1,7 +1,9 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ConfigSnapshot } from '../config/snapshot.js';
-import { isAdminToken } from '../identity/admin.js';
+import { callerOf } from '../identity/caller.js';
+import { wordingOf } from '../limit-kinds.js';
+import { errorBody, retryAfterSeconds } from '../openai/responses.js';
 import { BadRequestError, parseOpenAIRequest } from '../openai/request.js';
 import type { QuotaEngine } from '../quota/engine.js';
 import type { PromptTokenCounter } from '../tokens/counter.js';
@@ -72,6 +74,15 @@ async function route(req: IncomingMessage, res: ServerResponse, deps: HttpDeps):
     }
     return tokenize(req, res, deps);
   }
+  if (url.pathname === '/v1/usage') {
+    if (method !== 'GET') {
+      res.setHeader('allow', 'GET');
+      return sendError(res, 405, 'Use GET.');
+    }
+    const caller = callerOf(req.headers.authorization, deps.config());
+    if (caller.kind !== 'user') return sendError(res, 401, 'Send your API key (Authorization: Bearer) to read your own usage; an admin names the user: /v1/usage/{user}.');
+    return getUsage(res, deps, caller.user, url.searchParams.get('model'));
+  }
   const usage = /^\/v1\/usage\/([^/]+)$/.exec(url.pathname);
   if (usage) {
     let user: string;
@@ -80,7 +91,13 @@ async function route(req: IncomingMessage, res: ServerResponse, deps: HttpDeps):
     } catch {
       return sendError(res, 400, 'The user in the path is not valid percent-encoding.');
     }
-    if (method === 'GET') return getUsage(res, deps, user, url.searchParams.get('model'));
+    if (method === 'GET') {
+      // Usage is private: the admin, or that user's own API key (self-service), nobody else.
+      const caller = callerOf(req.headers.authorization, deps.config());
+      if (caller.kind === 'anonymous' || caller.kind === 'unknown-token') return sendError(res, 401, 'An API key or the admin token is required.');
+      if (caller.kind === 'user' && caller.user !== user) return sendError(res, 403, "You may read your own usage only.");
+      return getUsage(res, deps, user, url.searchParams.get('model'));
+    }
     if (method === 'DELETE') return deleteUsage(req, res, deps, user);
     res.setHeader('allow', 'GET, DELETE');
     return sendError(res, 405, 'Use GET or DELETE.');
@@ -95,32 +112,50 @@ async function getUsage(res: ServerResponse, deps: HttpDeps, user: string, model
 }
 
 async function deleteUsage(req: IncomingMessage, res: ServerResponse, deps: HttpDeps, user: string): Promise<void> {
-  const expected = deps.config().settings.admin.tokenSha256;
-  if (expected === undefined) return sendError(res, 403, 'Resetting usage is disabled: no admin token is configured.');
-  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? '');
-  if (!match || !isAdminToken(match[1]!, expected)) return sendError(res, 401, 'A valid admin token is required.');
+  if (deps.config().settings.admin.tokenSha256 === undefined) return sendError(res, 403, 'Resetting usage is disabled: no admin token is configured.');
+  if (callerOf(req.headers.authorization, deps.config()).kind !== 'admin') return sendError(res, 401, 'A valid admin token is required.');
   await deps.engine.reset(user);
   deps.logger.info({ user }, 'usage reset by admin');
   res.writeHead(204).end();
 }
 
-/** POST /v1/tokenize: a chat-completions or completions body in, vLLM's prompt_tokens out. */
+/**
+ * POST /v1/tokenize: a chat-completions or completions body in, vLLM's prompt_tokens out. Counting is
+ * work done for the caller: it needs an API key (or the admin token), and a key's call counts as one
+ * request against that user's requests-per-minute for the model (no tokens, no concurrency slot).
+ */
 async function tokenize(req: IncomingMessage, res: ServerResponse, deps: HttpDeps): Promise<void> {
-  const limit = deps.config().settings.maxBodyBytes;
+  const config = deps.config();
+  const caller = callerOf(req.headers.authorization, config);
+  if (caller.kind === 'anonymous' || caller.kind === 'unknown-token') {
+    req.resume();
+    return sendError(res, 401, 'An API key is required to count tokens.');
+  }
+  const limit = config.settings.maxBodyBytes;
   const body = await readBody(req, limit);
   if (body === undefined) return sendError(res, 413, `The request body is larger than ${limit} bytes.`);
   try {
     // The path names neither endpoint, so the body decides: messages make it a chat request.
     const request = parseOpenAIRequest(body, '/v1/tokenize');
-    const model = request.model ?? deps.config().settings.defaultModel;
+    const model = request.model ?? config.settings.defaultModel;
     if (model === undefined) return sendError(res, 400, "The request names no model: give 'model' in the JSON body.");
-    if (!deps.config().hasModel(model)) return sendError(res, 404, `The model '${model}' does not exist or is not served here.`);
+    if (!config.hasModel(model)) return sendError(res, 404, `The model '${model}' does not exist or is not served here.`);
+    if (caller.kind === 'user') {
+      const admission = await deps.engine.admitRequestOnly({ user: caller.user, groups: [], model });
+      if (!admission.admitted) {
+        res.writeHead(429, { 'content-type': 'application/json', 'retry-after': String(retryAfterSeconds(admission.retryAfterMs ?? admission.windowMs)) });
+        res.end(errorBody({ message: `Rate limit reached for ${model} on ${wordingOf(admission.limit)}.`, type: 'requests', param: null, code: 'rate_limit_exceeded' }));
+        return;
+      }
+    }
     const promptTokens = await deps.tokenizers.count(model, request);
     send(res, 200, { model, prompt_tokens: promptTokens });
   } catch (err) {
     if (err instanceof BadRequestError) return sendError(res, 400, err.message);
     if (err instanceof TokenizerUnavailableError) return sendError(res, 503, err.message);
-    throw err;
+    if (err instanceof StoreUnavailableError) throw err;
+    deps.logger.warn({ err: (err as Error).message }, 'prompt could not be counted');
+    return sendError(res, 400, 'The prompt could not be counted for this model.');
   }
 }
 

@@ -49,7 +49,7 @@ export function identify(credentials: Credentials, config: ConfigSnapshot): Iden
 }
 
 /** Compares the key's digest with every stored digest in constant time, with no early exit. */
-function userForApiKey(key: string, apiKeys: ConfigSnapshot['apiKeys']): string | undefined {
+export function userForApiKey(key: string, apiKeys: ConfigSnapshot['apiKeys']): string | undefined {
   const digest = createHash('sha256').update(key, 'utf8').digest();
   let found: string | undefined;
   for (const entry of apiKeys) {
@@ -58,7 +58,7 @@ function userForApiKey(key: string, apiKeys: ConfigSnapshot['apiKeys']): string 
   return found;
 }
 
-function bearerToken(header: string | undefined): string | undefined {
+export function bearerToken(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
   const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
   return match?.[1];

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { parseLimitsFile, snapshotFrom } from '../config/load.js';
-import type { LimitsFile, LimitsInput, SubjectLimits } from '../config/schema.js';
+import { nameTable, type LimitsFile, type LimitsInput } from '../config/schema.js';
 import type { ConfigSnapshot } from '../config/snapshot.js';
 import { objectKey, parseTokenQuotaSpec, type TokenQuotaObject } from './token-quota.js';
 
@@ -79,11 +79,11 @@ export function mergeKubeState(state: KubeState, lastGoodConfigMapText: string |
     return { snapshot: undefined, configMapError, configMapTextUsed: undefined, verdicts, rejectedSecrets: [] };
   }
 
-  const file = structuredClone(base);
-  applyTokenQuotas(file, state.tokenQuotas, verdicts);
-  const rejectedSecrets = applySecrets(file, state.secrets);
+  // `base` was parsed afresh above (the validation snapshot copied it), so it is ours to extend.
+  applyTokenQuotas(base, state.tokenQuotas, verdicts);
+  const rejectedSecrets = applySecrets(base, state.secrets);
   return {
-    snapshot: snapshotFrom(file, 'Kubernetes configuration'),
+    snapshot: snapshotFrom(base, 'Kubernetes configuration'),
     configMapError: state.configMapText === textUsed ? undefined : configMapError,
     configMapTextUsed: textUsed,
     verdicts,
@@ -132,9 +132,13 @@ function applyTokenQuotas(file: LimitsFile, quotas: readonly TokenQuotaObject[],
           owners.set(claim, key);
           applied++;
           const table = kind === 'user' ? file.users : file.groups;
-          const entry: SubjectLimits = (table[subject] ??= {});
-          if (model === '*') entry.limits = { ...entry.limits, ...spec.limits };
-          else entry.models = { ...entry.models, [model]: { ...entry.models?.[model], ...spec.limits } as LimitsInput };
+          const entry = (table[subject] ??= {});
+          if (model === '*') {
+            entry.limits = { ...entry.limits, ...spec.limits };
+          } else {
+            const perModel = (entry.models ??= nameTable<LimitsInput>());
+            perModel[model] = { ...perModel[model], ...spec.limits };
+          }
         }
       }
     }

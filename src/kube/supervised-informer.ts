@@ -77,37 +77,47 @@ export class SupervisedInformer<T extends KubernetesObject> {
     informer.on('update', changed);
     informer.on('delete', changed);
     informer.on('connect', heard);
-    informer.on('error', (err: unknown) => {
-      // stop() aborts the request, which reports an error too: only live informers restart.
-      if (this.stopping || (informer !== this.current && informer !== this.pending)) return;
-      this.failures++;
-      this.options.onError?.(this.options.name);
-      const delay = Math.min(this.options.maxBackoffMs ?? 30_000, (this.options.initialBackoffMs ?? 500) * 2 ** (this.failures - 1));
-      const jittered = delay * (0.5 + Math.random() / 2);
-      this.options.logger.warn({ informer: this.options.name, err: (err as Error)?.message, retryInMs: Math.round(jittered) }, 'watch failed; restarting');
-      clearTimeout(this.restartTimer);
-      this.restartTimer = setTimeout(() => {
-        if (!this.stopping) this.launch(informer);
-      }, jittered);
-    });
+    informer.on('error', (err: unknown) => this.restartAfter(informer, err));
     this.pending = informer;
     this.launch(informer);
   }
 
-  /** Starts (or resumes) an informer; once it has listed, it serves the cache. */
+  /**
+   * Starts (or resumes) an informer; once it has listed, it serves the cache. start() reports most
+   * failures as 'error' events, but rejects when the watch cannot even be requested (credentials
+   * that fail to load, say): that is a failure like any other.
+   */
   private launch(informer: ListWatch<T>): void {
-    void informer.start().then(() => {
-      if (this.stopping || informer.latestResourceVersion() === '') return;
-      if (informer !== this.pending && informer !== this.current) return;
-      this.failures = 0;
-      this.lastHeardMs = Date.now();
-      if (informer === this.current) return;
-      const previous = this.current;
-      this.current = informer;
-      this.pending = undefined;
-      this.syncedOnce = true;
-      if (previous) void previous.stop();
-      this.options.onChange();
-    });
+    void informer.start().then(
+      () => {
+        if (this.stopping || informer.latestResourceVersion() === '') return;
+        if (informer !== this.pending && informer !== this.current) return;
+        this.failures = 0;
+        this.lastHeardMs = Date.now();
+        if (informer === this.current) return;
+        const previous = this.current;
+        this.current = informer;
+        this.pending = undefined;
+        this.syncedOnce = true;
+        if (previous) void previous.stop();
+        this.options.onChange();
+      },
+      (err: unknown) => this.restartAfter(informer, err),
+    );
+  }
+
+  /** Restarts a failed informer with jittered exponential backoff. */
+  private restartAfter(informer: ListWatch<T>, err: unknown): void {
+    // stop() aborts the request, which reports an error too: only live informers restart.
+    if (this.stopping || (informer !== this.current && informer !== this.pending)) return;
+    this.failures++;
+    this.options.onError?.(this.options.name);
+    const delay = Math.min(this.options.maxBackoffMs ?? 30_000, (this.options.initialBackoffMs ?? 500) * 2 ** (this.failures - 1));
+    const jittered = delay * (0.5 + Math.random() / 2);
+    this.options.logger.warn({ informer: this.options.name, err: (err as Error)?.message, retryInMs: Math.round(jittered) }, 'watch failed; restarting');
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => {
+      if (!this.stopping) this.launch(informer);
+    }, jittered);
   }
 }

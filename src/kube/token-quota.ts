@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { LimitsInput } from '../config/schema.js';
+import { RESERVED_NAMES, type LimitsInput } from '../config/schema.js';
 
 export const TOKEN_QUOTA_GROUP = 'tokenwarden.dev';
 export const TOKEN_QUOTA_VERSION = 'v1alpha1';
@@ -28,17 +28,22 @@ export interface TokenQuotaStatus {
   conditions?: Condition[];
 }
 
-const name = z.string().min(1).max(256);
+const name = (kind: 'user' | 'group' | 'model') =>
+  z
+    .string()
+    .min(1)
+    .max(256)
+    .refine((n) => !RESERVED_NAMES.has(n), { error: (issue) => `"${String(issue.input)}" is reserved and cannot be a ${kind} name` });
 const nonNegative = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
 /** The same rules as the CRD's schema and CEL validations (deploy/crds/), checked again here. */
 export const tokenQuotaSpecSchema = z
   .object({
     subjects: z
-      .object({ users: z.array(name).max(1000).optional(), groups: z.array(name).max(100).optional() })
+      .object({ users: z.array(name('user')).max(1000).optional(), groups: z.array(name('group')).max(100).optional() })
       .refine((s) => (s.users?.length ?? 0) + (s.groups?.length ?? 0) > 0, 'at least one user or group is required'),
     models: z
-      .array(name)
+      .array(name('model'))
       .min(1)
       .max(100)
       .refine((m) => !m.includes('*') || m.length === 1, '"*" must be the only entry when present'),

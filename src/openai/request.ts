@@ -1,8 +1,14 @@
+import { MAX_TOKEN_COUNT } from '../config/schema.js';
+
 /** What tokenwarden needs from an OpenAI-style chat-completions or completions request body. */
 export interface OpenAIRequest {
   readonly kind: 'chat' | 'completion';
   readonly model: string | undefined;
-  /** max_completion_tokens, else max_tokens; undefined when the client set neither. */
+  /**
+   * The completion tokens asked for, as vLLM reads them: `max_completion_tokens or max_tokens` with
+   * Python truthiness (0 counts as absent); for completions an absent or null max_tokens is vLLM's default 16.
+   * Undefined: the model may generate up to its remaining context.
+   */
   readonly maxTokens: number | undefined;
   /** How many completions (choices) the request asks for: each may use up to maxTokens. */
   readonly choices: number;
@@ -23,6 +29,10 @@ export class BadRequestError extends Error {
 
 const MAX_MODEL_NAME_LENGTH = 256;
 const MAX_CHOICES = 128;
+/** Deeper JSON is refused before anything walks it (templates, the counter): no real request nests this deep. */
+export const MAX_JSON_DEPTH = 64;
+/** vLLM's CompletionRequest default for an absent or null max_tokens. */
+const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
 
 /** Parses a request body. Throws BadRequestError with a message fit to show the client. */
 export function parseOpenAIRequest(bodyText: string, path: string): OpenAIRequest {
@@ -31,6 +41,9 @@ export function parseOpenAIRequest(bodyText: string, path: string): OpenAIReques
     body = JSON.parse(bodyText);
   } catch {
     throw new BadRequestError('The request body is not valid JSON.');
+  }
+  if (jsonDepth(body) > MAX_JSON_DEPTH) {
+    throw new BadRequestError(`The request body nests JSON more than ${MAX_JSON_DEPTH} levels deep.`);
   }
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw new BadRequestError('The request body must be a JSON object.');
@@ -42,7 +55,11 @@ export function parseOpenAIRequest(bodyText: string, path: string): OpenAIReques
     throw new BadRequestError(`'model' must be a non-empty string of at most ${MAX_MODEL_NAME_LENGTH} characters.`, 'model');
   }
 
-  const maxTokens = readMaxTokens(fields, 'max_completion_tokens') ?? readMaxTokens(fields, 'max_tokens');
+  const kind = requestKind(path, fields);
+  // Python's `or`: a 0 (or null) falls through to the next, and a final 0 means "not given".
+  const maxCompletionTokens = readMaxTokens(fields, 'max_completion_tokens');
+  const maxTokensField = readMaxTokens(fields, 'max_tokens') ?? (kind === 'completion' ? COMPLETIONS_DEFAULT_MAX_TOKENS : undefined);
+  const maxTokens = maxCompletionTokens || maxTokensField || undefined;
   const n = fields['n'];
   if (n !== undefined && n !== null && (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1 || n > MAX_CHOICES)) {
     throw new BadRequestError(`'n' must be an integer from 1 to ${MAX_CHOICES}.`, 'n');
@@ -53,7 +70,7 @@ export function parseOpenAIRequest(bodyText: string, path: string): OpenAIReques
   }
 
   return {
-    kind: requestKind(path, fields),
+    kind,
     model: model as string | undefined,
     maxTokens,
     choices: typeof n === 'number' ? n : 1,
@@ -65,10 +82,24 @@ export function parseOpenAIRequest(bodyText: string, path: string): OpenAIReques
 function readMaxTokens(fields: Record<string, unknown>, name: string): number | undefined {
   const value = fields[name];
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new BadRequestError(`'${name}' must be a non-negative integer.`, name);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0 || value > MAX_TOKEN_COUNT) {
+    throw new BadRequestError(`'${name}' must be an integer from 0 to ${MAX_TOKEN_COUNT}.`, name);
   }
   return value;
+}
+
+/** How deeply arrays and objects nest, measured without recursion (the input may be hostile). */
+export function jsonDepth(value: unknown): number {
+  let deepest = 0;
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [current, depth] = stack.pop()!;
+    if (current === null || typeof current !== 'object') continue;
+    deepest = Math.max(deepest, depth + 1);
+    if (deepest > MAX_JSON_DEPTH) return deepest;
+    for (const child of Object.values(current)) stack.push([child, depth + 1]);
+  }
+  return deepest;
 }
 
 function requestKind(path: string, fields: Record<string, unknown>): 'chat' | 'completion' {

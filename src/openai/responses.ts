@@ -5,7 +5,8 @@ export interface OpenAIError {
   readonly message: string;
   readonly type: string;
   readonly param: string | null;
-  readonly code: string | null;
+  /** OpenAI writes a string; vLLM writes the HTTP status. */
+  readonly code: string | number | null;
 }
 
 export function errorBody(error: OpenAIError): string {

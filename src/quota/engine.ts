@@ -1,21 +1,10 @@
 import type { ConfigSnapshot, EffectiveLimits } from '../config/snapshot.js';
-import { userModelKeys, reservationIdFor, type UserModelKeys } from './keys.js';
-import type { Charge, CounterCharge, QuotaStore, SettleOutcome } from './store.js';
-import {
-  calendarDay,
-  countedSum,
-  HOUR,
-  MINUTE,
-  msUntilEmpty,
-  msUntilFits,
-  type Buckets,
-  type Window,
-} from './windows.js';
+import { COUNTER_KINDS, CONCURRENCY_LIMIT, type CounterKind, type CounterName, type LimitName } from '../limit-kinds.js';
+import { newAttempt, reservationIdFor } from './reservation-ids.js';
+import type { Charge, CounterCharge, QuotaStore, Scope, SettleOutcome } from './store.js';
+import { countedSum, msUntilEmpty, msUntilFits, windowOf, type Buckets, type Window } from './windows.js';
 
 export type Clock = () => number;
-
-export type WindowLimitName = 'tokensPerMinute' | 'tokensPerHour' | 'tokensPerDay' | 'requestsPerMinute';
-export type DenyingLimit = WindowLimitName | 'maxConcurrentRequests';
 
 /** A limit's state as OpenAI's x-ratelimit-* headers describe it. */
 export interface LimitState {
@@ -30,16 +19,16 @@ export interface RateLimitView {
   readonly requests?: LimitState;
 }
 
+/** What one admission costs: tokens in every token window, one request, one concurrency slot. */
 export interface AdmissionRequest {
   readonly user: string;
   /** Groups the caller belongs to (from a JWT), for group limits. */
   readonly groups: readonly string[];
   readonly model: string;
+  /** The tokens to reserve: the prompt plus every completion the model may generate. */
+  readonly tokens: number;
+  /** The part of `tokens` that is prompt, kept with the reservation for reporting. */
   readonly promptTokens: number;
-  /** The request's max_tokens, if it gave one. */
-  readonly maxTokens: number | undefined;
-  /** Completions requested (OpenAI's n); each may produce up to maxTokens. */
-  readonly choices: number;
   /** Envoy's x-request-id. */
   readonly requestId: string | undefined;
 }
@@ -48,12 +37,14 @@ export type Admission =
   | {
       readonly admitted: true;
       readonly reservationId: string;
+      /** Identifies this admission to `cancel`. */
+      readonly attempt: string;
       readonly reservedTokens: number;
       readonly view: RateLimitView;
     }
   | {
       readonly admitted: false;
-      readonly limit: DenyingLimit;
+      readonly limit: LimitName;
       readonly limitValue: number;
       /** What this request asked of the denying limit (tokens, or 1 request). */
       readonly requested: number;
@@ -65,7 +56,7 @@ export type Admission =
     };
 
 export interface WindowUsage {
-  readonly window: WindowLimitName;
+  readonly window: CounterName;
   readonly used: number;
   readonly limit: number | null;
   readonly remaining: number | null;
@@ -79,26 +70,29 @@ export interface ModelUsage {
   readonly concurrentRequests: { readonly used: number; readonly limit: number | null };
 }
 
-const CONCURRENCY_RETRY_MS = 1000;
-/** How long a reservation outlives its concurrency lease, waiting for a late access-log entry. */
-const RESERVATION_GRACE_MS = 60_000;
-/** The first three windows count tokens (minute, hour, day); the fourth counts requests. */
-const TOKEN_WINDOWS = 3;
-
 export interface SettleRequest {
   readonly user: string;
   readonly model: string;
   readonly reservationId: string;
-  readonly charge: Charge;
+  readonly charge: Exclude<Charge, { kind: 'cancel' }>;
+}
+
+const CONCURRENCY_RETRY_MS = 1000;
+/** When a reserve failed, its possible reservation is taken back after these delays (until one works). */
+const CANCEL_RETRY_DELAYS_MS = [0, 250, 1000, 4000, 15_000];
+/** How long a reservation outlives its concurrency lease, waiting for a late access-log entry. */
+const RESERVATION_GRACE_MS = 60_000;
+
+interface PlacedCounter {
+  readonly kind: CounterKind;
+  readonly window: Window;
 }
 
 /**
- * Decides admissions: a request is charged its prompt tokens plus its expected completion in every
- * token window, one request in the request window, and takes a concurrency lease — all or nothing.
+ * Decides admissions: a request is charged its tokens in every token window, one request in every
+ * request window, and takes a concurrency lease — all or nothing. Knows nothing of OpenAI or Envoy.
  */
 export class QuotaEngine {
-  private day: { timeZone: string; window: Window } | undefined;
-
   constructor(
     private readonly store: QuotaStore,
     private readonly config: () => ConfigSnapshot,
@@ -106,19 +100,33 @@ export class QuotaEngine {
   ) {}
 
   async admit(request: AdmissionRequest): Promise<Admission> {
+    return this.admitTo(request, this.counters(this.config()), true);
+  }
+
+  /**
+   * Charges one request in the request windows only (no tokens, no concurrency slot): for work done
+   * on a caller's behalf that is not a model request, such as counting a prompt for them.
+   */
+  async admitRequestOnly(request: Pick<AdmissionRequest, 'user' | 'groups' | 'model'>): Promise<Admission> {
+    const counters = this.counters(this.config()).filter((c) => c.kind.counts === 'requests');
+    const admission = await this.admitTo({ ...request, tokens: 0, promptTokens: 0, requestId: undefined }, counters, false);
+    if (admission.admitted) {
+      await this.settle([{ user: request.user, model: request.model, reservationId: admission.reservationId, charge: { kind: 'nothing' } }]);
+    }
+    return admission;
+  }
+
+  private async admitTo(request: AdmissionRequest, counters: readonly PlacedCounter[], takesSlot: boolean): Promise<Admission> {
     const config = this.config();
     const now = this.clock();
     const limits = config.limitsFor(request.user, request.model, request.groups);
-    const { defaultCompletionTokens, concurrencyLeaseSeconds } = config.settings.reservation;
-    const reservedTokens = request.promptTokens + (request.maxTokens ?? defaultCompletionTokens) * request.choices;
-    const keys = userModelKeys(request.user, request.model);
-    const windows = this.windows(config, keys);
-    const counters: CounterCharge[] = windows.map(({ name, key, window }) => {
+    const charges: CounterCharge[] = counters.map(({ kind, window }) => {
       const position = window.positionAt(now);
       return {
-        key,
-        limit: limits[name] ?? null,
-        cost: name === 'requestsPerMinute' ? 1 : reservedTokens,
+        name: kind.name,
+        limit: limits[kind.name] ?? null,
+        cost: kind.counts === 'tokens' ? request.tokens : 1,
+        countsTokens: kind.counts === 'tokens',
         bucket: position.bucket,
         oldestCounted: position.oldestCounted,
         ttlMs: position.ttlMs,
@@ -126,80 +134,86 @@ export class QuotaEngine {
     });
 
     // A request that can never fit is refused without asking the store.
-    const hopeless = counters.findIndex((c) => c.limit !== null && c.cost > c.limit);
-    if (hopeless >= 0) return this.denyByCounter(windows, counters, hopeless, [], now);
-    if (limits.maxConcurrentRequests === 0) return denyByConcurrency(0, undefined);
+    const hopeless = charges.find((c) => c.limit !== null && c.cost > c.limit);
+    if (hopeless) return this.denyByCounter(counters, charges, hopeless.name, [], now);
+    const concurrency = takesSlot ? limits[CONCURRENCY_LIMIT.name] : undefined;
+    if (concurrency === 0) return denyByConcurrency(0, undefined);
 
-    const reservationId = reservationIdFor(request.requestId);
-    const leaseMs = concurrencyLeaseSeconds * 1000;
-    const outcome = await this.store.reserve({
-      counters,
-      lease: {
-        key: keys.leases,
-        limit: limits.maxConcurrentRequests ?? null,
-        nowMs: now,
-        expiresAtMs: now + leaseMs,
-        ttlMs: leaseMs + RESERVATION_GRACE_MS,
-      },
-      reservation: {
-        id: reservationId,
-        fallbackId: `${reservationId}.${now.toString(36)}${Math.random().toString(36).slice(2, 8)}`,
-        keyFor: keys.reservation,
-        ttlMs: leaseMs + RESERVATION_GRACE_MS,
-        record: {
-          user: request.user,
-          model: request.model,
+    const scope = { user: request.user, model: request.model };
+    const attempt = newAttempt();
+    const requestedId = reservationIdFor(request.requestId);
+    const leaseMs = this.leaseMs(config);
+    let outcome;
+    try {
+      outcome = await this.store.reserve({
+        scope,
+        counters: charges,
+        lease: { limit: concurrency ?? null, nowMs: now, expiresAtMs: now + leaseMs, ttlMs: leaseMs + RESERVATION_GRACE_MS },
+        reservation: {
+          id: requestedId,
+          attempt,
           promptTokens: request.promptTokens,
-          reservedTokens,
-          createdAtMs: now,
+          reservedTokens: request.tokens,
+          nowMs: now,
           expiresAtMs: now + leaseMs + RESERVATION_GRACE_MS,
-          tokenBuckets: counters.slice(0, TOKEN_WINDOWS).map((c) => c.bucket),
+          ttlMs: leaseMs + RESERVATION_GRACE_MS,
         },
-      },
-    });
+      });
+    } catch (err) {
+      // The reservation may have been made and only its reply lost: take it back once the store answers again.
+      this.cancelEventually(scope, requestedId, attempt);
+      throw err;
+    }
 
     if (!outcome.admitted) {
       const { deniedBy } = outcome;
-      if ('lease' in deniedBy) return denyByConcurrency(limits.maxConcurrentRequests ?? 0, deniedBy.earliestExpiryMs - now);
-      return this.denyByCounter(windows, counters, deniedBy.counter, deniedBy.buckets, now);
+      if ('lease' in deniedBy) return denyByConcurrency(concurrency ?? 0, deniedBy.earliestExpiryMs - now);
+      return this.denyByCounter(counters, charges, deniedBy.counter, deniedBy.buckets, now);
     }
 
-    const states = windows.flatMap(({ name, window }, i) => {
-      const limit = counters[i]!.limit;
-      if (limit === null) return [];
+    let tokens: LimitState | undefined;
+    let requests: LimitState | undefined;
+    for (const [i, { kind, window }] of counters.entries()) {
+      const limit = charges[i]!.limit;
+      if (limit === null) continue;
       const position = window.positionAt(now);
-      const remaining = Math.max(0, limit - outcome.used[i]!);
-      return [{ name, state: { limit, remaining, resetMs: position.expiresAt(position.bucket) - now } }];
-    });
-    const tokenStates = states.filter((s) => s.name !== 'requestsPerMinute').map((s) => s.state);
-    const tightest = tokenStates.sort((a, b) => a.remaining - b.remaining)[0];
-    const requests = states.find((s) => s.name === 'requestsPerMinute')?.state;
+      const state = { limit, remaining: Math.max(0, limit - (outcome.used[kind.name] ?? 0)), resetMs: position.expiresAt(position.bucket) - now };
+      // The tightest window of each kind is the one the headers describe.
+      if (kind.counts === 'tokens') tokens = tokens === undefined || state.remaining < tokens.remaining ? state : tokens;
+      else requests = requests === undefined || state.remaining < requests.remaining ? state : requests;
+    }
     return {
       admitted: true,
       reservationId: outcome.reservationId,
-      reservedTokens,
-      view: { ...(tightest ? { tokens: tightest } : {}), ...(requests ? { requests } : {}) },
+      attempt,
+      reservedTokens: request.tokens,
+      view: { ...(tokens ? { tokens } : {}), ...(requests ? { requests } : {}) },
     };
+  }
+
+  /** Takes back an admission that never took effect (its caller went away): it costs nothing. */
+  async cancel(scope: Scope, reservationId: string, attempt: string): Promise<SettleOutcome> {
+    const [outcome] = await this.store.settle([
+      { scope, reservationId, charge: { kind: 'cancel', attempt }, nowMs: this.clock(), tombstoneTtlMs: this.reservationTtlMs(this.config()) },
+    ]);
+    return outcome!;
+  }
+
+  private cancelEventually(scope: Scope, reservationId: string, attempt: string): void {
+    const retry = (delays: readonly number[]) => {
+      const [delay, ...later] = delays;
+      if (delay === undefined) return;
+      setTimeout(() => void this.cancel(scope, reservationId, attempt).catch(() => retry(later)), delay).unref();
+    };
+    retry(CANCEL_RETRY_DELAYS_MS);
   }
 
   /** Settles reservations with what the requests really used (or a rule's stand-in), at most once each. */
   async settle(requests: readonly SettleRequest[]): Promise<SettleOutcome[]> {
     const now = this.clock();
-    const ttlMs = this.config().settings.reservation.concurrencyLeaseSeconds * 1000 + RESERVATION_GRACE_MS;
+    const tombstoneTtlMs = this.reservationTtlMs(this.config());
     return this.store.settle(
-      requests.map((request) => {
-        const keys = userModelKeys(request.user, request.model);
-        return {
-          reservationKey: keys.reservation(request.reservationId),
-          tombstoneKey: keys.settled(request.reservationId),
-          tombstoneTtlMs: ttlMs,
-          leaseKey: keys.leases,
-          reservationId: request.reservationId,
-          tokenCounterKeys: [keys.tokensPerMinute, keys.tokensPerHour, keys.tokensPerDay],
-          charge: request.charge,
-          nowMs: now,
-        };
-      }),
+      requests.map((r) => ({ scope: { user: r.user, model: r.model }, reservationId: r.reservationId, charge: r.charge, nowMs: now, tombstoneTtlMs })),
     );
   }
 
@@ -207,66 +221,58 @@ export class QuotaEngine {
   async usage(user: string, onlyModel?: string): Promise<ModelUsage[]> {
     const config = this.config();
     const now = this.clock();
+    const counters = this.counters(config).map((c) => ({ ...c, position: c.window.positionAt(now) }));
     const models = onlyModel === undefined ? config.modelNames : [onlyModel];
-    const reads = models.map((model) => {
-      const keys = userModelKeys(user, model);
-      const windows = this.windows(config, keys).map((w) => ({ ...w, position: w.window.positionAt(now) }));
-      return { model, keys, windows, limits: config.limitsFor(user, model) };
-    });
     const buckets = await this.store.readCounters(
-      reads.flatMap((r) => r.windows.map((w) => ({ key: w.key, oldestCounted: w.position.oldestCounted }))),
+      models.flatMap((model) => counters.map((c) => ({ scope: { user, model }, name: c.kind.name, oldestCounted: c.position.oldestCounted }))),
     );
-    const leases = await Promise.all(reads.map((r) => this.store.countLeases(r.keys.leases, now)));
+    const leases = await Promise.all(models.map((model) => this.store.countLeases({ user, model }, now)));
     let next = 0;
-    return reads.map((r, i) => ({
-      model: r.model,
-      windows: r.windows.map((w) => {
-        const counted = buckets[next++]!;
-        const used = countedSum(counted);
-        const limit = r.limits[w.name] ?? null;
-        return {
-          window: w.name,
-          used,
-          limit,
-          remaining: limit === null ? null : Math.max(0, limit - used),
-          reset: Math.ceil((now + msUntilEmpty(counted, w.position, now)) / 1000),
-        };
-      }),
-      concurrentRequests: { used: leases[i]!, limit: r.limits.maxConcurrentRequests ?? null },
-    }));
+    return models.map((model, i) => {
+      const limits: EffectiveLimits = config.limitsFor(user, model);
+      return {
+        model,
+        windows: counters.map(({ kind, position }) => {
+          const counted = buckets[next++]!;
+          const used = countedSum(counted);
+          const limit = limits[kind.name] ?? null;
+          return {
+            window: kind.name,
+            used,
+            limit,
+            remaining: limit === null ? null : Math.max(0, limit - used),
+            reset: Math.ceil((now + msUntilEmpty(counted, position, now)) / 1000),
+          };
+        }),
+        concurrentRequests: { used: leases[i]!, limit: limits[CONCURRENCY_LIMIT.name] ?? null },
+      };
+    });
   }
 
   /** Forgets every counter and lease of a user (all configured models). */
   async reset(user: string): Promise<void> {
     const config = this.config();
-    const keys = config.modelNames.flatMap((model) => {
-      const k = userModelKeys(user, model);
-      return [k.tokensPerMinute, k.tokensPerHour, k.tokensPerDay, k.requestsPerMinute, k.leases];
-    });
-    await this.store.deleteKeys(keys);
+    const ttlMs = this.reservationTtlMs(config);
+    await Promise.all(config.modelNames.map((model) => this.store.reset({ user, model }, ttlMs)));
   }
 
-  private windows(config: ConfigSnapshot, keys: UserModelKeys) {
+  private counters(config: ConfigSnapshot): PlacedCounter[] {
     const { timeZone } = config.settings.dailyReset;
-    if (this.day?.timeZone !== timeZone) this.day = { timeZone, window: calendarDay(timeZone) };
-    const day = this.day.window;
-    return [
-      { name: 'tokensPerMinute', key: keys.tokensPerMinute, window: MINUTE },
-      { name: 'tokensPerHour', key: keys.tokensPerHour, window: HOUR },
-      { name: 'tokensPerDay', key: keys.tokensPerDay, window: day },
-      { name: 'requestsPerMinute', key: keys.requestsPerMinute, window: MINUTE },
-    ] as const satisfies ReadonlyArray<{ name: WindowLimitName; key: string; window: Window }>;
+    return COUNTER_KINDS.map((kind) => ({ kind, window: windowOf(kind.window, timeZone) }));
   }
 
-  private denyByCounter(
-    windows: ReturnType<QuotaEngine['windows']>,
-    counters: readonly CounterCharge[],
-    index: number,
-    buckets: Buckets,
-    now: number,
-  ): Admission {
-    const { name, window } = windows[index]!;
-    const { limit, cost } = counters[index]!;
+  private leaseMs(config: ConfigSnapshot): number {
+    return config.settings.reservation.concurrencyLeaseSeconds * 1000;
+  }
+
+  private reservationTtlMs(config: ConfigSnapshot): number {
+    return this.leaseMs(config) + RESERVATION_GRACE_MS;
+  }
+
+  private denyByCounter(counters: readonly PlacedCounter[], charges: readonly CounterCharge[], name: CounterName, buckets: Buckets, now: number): Admission {
+    const index = counters.findIndex((c) => c.kind.name === name);
+    const { kind, window } = counters[index]!;
+    const { limit, cost } = charges[index]!;
     const position = window.positionAt(now);
     const state: LimitState = {
       limit: limit!,
@@ -280,7 +286,7 @@ export class QuotaEngine {
       requested: cost,
       retryAfterMs: msUntilFits(buckets, cost, limit!, position, now),
       windowMs: window.lengthMs,
-      view: name === 'requestsPerMinute' ? { requests: state } : { tokens: state },
+      view: kind.counts === 'tokens' ? { tokens: state } : { requests: state },
     };
   }
 }
@@ -289,7 +295,7 @@ function denyByConcurrency(limit: number, untilLeaseExpiryMs: number | undefined
   const retryAfterMs = limit === 0 ? undefined : Math.min(CONCURRENCY_RETRY_MS, Math.max(0, untilLeaseExpiryMs ?? 0));
   return {
     admitted: false,
-    limit: 'maxConcurrentRequests',
+    limit: CONCURRENCY_LIMIT.name,
     limitValue: limit,
     requested: 1,
     retryAfterMs,

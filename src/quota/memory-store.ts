@@ -1,5 +1,7 @@
+import type { CounterName } from '../limit-kinds.js';
+import { fallbackReservationId } from './reservation-ids.js';
 import type { Buckets } from './windows.js';
-import type { CounterRead, QuotaStore, ReservationRecord, ReservePlan, ReserveOutcome, SettleOutcome, SettlePlan } from './store.js';
+import type { CounterRead, QuotaStore, ReservePlan, ReserveOutcome, Scope, SettleOutcome, SettlePlan } from './store.js';
 
 type Clock = () => number;
 
@@ -8,15 +10,31 @@ interface Expiring<T> {
   expiresAtMs: number;
 }
 
+interface Reservation {
+  readonly attempt: string;
+  readonly promptTokens: number;
+  readonly reservedTokens: number;
+  readonly expiresAtMs: number;
+  readonly epoch: number;
+  /** What was charged where: [counter, bucket, cost, corrected at settlement]. */
+  readonly charges: ReadonlyArray<readonly [CounterName, number, number, boolean]>;
+}
+
+/** Everything of one user and model. */
+interface ScopeState {
+  readonly counters: Map<CounterName, Expiring<Map<number, number>>>;
+  leases: Expiring<Map<string, number>> | undefined;
+  readonly reservations: Map<string, Expiring<Reservation>>;
+  readonly tombstones: Map<string, Expiring<true>>;
+  epoch: Expiring<number> | undefined;
+}
+
 /**
  * The embedded store: the same semantics as the Redis store, for one process. Every operation runs
- * to completion without awaiting, so a reservation is atomic. Expired keys are swept periodically.
+ * to completion without awaiting, so a reservation is atomic. Expired entries are swept periodically.
  */
 export class MemoryStore implements QuotaStore {
-  private readonly counters = new Map<string, Expiring<Map<number, number>>>();
-  private readonly leases = new Map<string, Expiring<Map<string, number>>>();
-  private readonly reservations = new Map<string, Expiring<string>>();
-  private readonly tombstones = new Map<string, Expiring<true>>();
+  private readonly scopes = new Map<string, ScopeState>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly clock: Clock = Date.now) {
@@ -26,86 +44,114 @@ export class MemoryStore implements QuotaStore {
   async reserve(plan: ReservePlan): Promise<ReserveOutcome> {
     const now = this.clock();
     const { counters, lease, reservation } = plan;
-    const used: number[] = [];
-    for (const [i, charge] of counters.entries()) {
-      const buckets = this.live(this.counters, charge.key, now);
-      const counted = countedBuckets(buckets, charge.oldestCounted);
-      const sum = counted.reduce((s, [, amount]) => s + amount, 0);
-      if (charge.limit !== null && sum + charge.cost > charge.limit) {
-        return { admitted: false, deniedBy: { counter: i, buckets: counted } };
-      }
-      used.push(sum + charge.cost);
-    }
+    const state = this.state(plan.scope);
 
-    const leaseSet = this.live(this.leases, lease.key, now);
-    for (const [member, expiresAt] of leaseSet ?? []) if (expiresAt <= lease.nowMs) leaseSet!.delete(member);
-    const held = leaseSet?.size ?? 0;
+    const mine = (id: string) => live(state.reservations.get(id), now)?.attempt === reservation.attempt;
+    const fallback = fallbackReservationId(reservation.id, reservation.attempt);
+    const replayed = mine(reservation.id) ? reservation.id : mine(fallback) ? fallback : undefined;
+
+    const used: Partial<Record<CounterName, number>> = {};
+    for (const charge of counters) {
+      const counted = countedBuckets(live(state.counters.get(charge.name), now), charge.oldestCounted);
+      const sum = counted.reduce((s, [, amount]) => s + amount, 0);
+      if (replayed !== undefined) {
+        used[charge.name] = sum;
+        continue;
+      }
+      if (charge.limit !== null && sum + charge.cost > charge.limit) return { admitted: false, deniedBy: { counter: charge.name, buckets: counted } };
+      used[charge.name] = sum + charge.cost;
+    }
+    if (replayed !== undefined) return { admitted: true, reservationId: replayed, used };
+
+    const leases = live(state.leases, now);
+    for (const [member, expiresAt] of leases ?? []) if (expiresAt <= lease.nowMs) leases!.delete(member);
+    const held = leases?.size ?? 0;
     if (lease.limit !== null && held >= lease.limit) {
-      return { admitted: false, deniedBy: { lease: true, earliestExpiryMs: Math.min(...(leaseSet?.values() ?? [lease.nowMs])) } };
+      return { admitted: false, deniedBy: { lease: true, earliestExpiryMs: Math.min(...(leases?.values() ?? [lease.nowMs])) } };
     }
 
     for (const charge of counters) {
       if (charge.cost === 0) continue;
-      const entry = this.entry(this.counters, charge.key, () => new Map<number, number>());
-      entry.value.set(charge.bucket, (entry.value.get(charge.bucket) ?? 0) + charge.cost);
-      entry.expiresAtMs = now + charge.ttlMs;
+      const entry = state.counters.get(charge.name);
+      const buckets = live(entry, now) ?? new Map<number, number>();
+      buckets.set(charge.bucket, (buckets.get(charge.bucket) ?? 0) + charge.cost);
+      state.counters.set(charge.name, { value: buckets, expiresAtMs: now + charge.ttlMs });
     }
-    const useFallback = this.live(this.reservations, reservation.keyFor(reservation.id), now) !== undefined;
-    const reservationId = useFallback ? reservation.fallbackId : reservation.id;
-    const leaseEntry = this.entry(this.leases, lease.key, () => new Map<string, number>());
-    leaseEntry.value.set(reservationId, lease.expiresAtMs);
-    leaseEntry.expiresAtMs = now + lease.ttlMs;
-    this.reservations.set(reservation.keyFor(reservationId), {
-      value: JSON.stringify(reservation.record),
+    const taken = live(state.reservations.get(reservation.id), now) !== undefined || live(state.tombstones.get(reservation.id), now) !== undefined;
+    const reservationId = taken ? fallback : reservation.id;
+    // The epoch must outlive every reservation that remembers it.
+    if (state.epoch) state.epoch.expiresAtMs = Math.max(state.epoch.expiresAtMs, now + reservation.ttlMs);
+    const leaseSet = leases ?? new Map<string, number>();
+    leaseSet.set(reservationId, lease.expiresAtMs);
+    state.leases = { value: leaseSet, expiresAtMs: now + lease.ttlMs };
+    state.reservations.set(reservationId, {
+      value: {
+        attempt: reservation.attempt,
+        promptTokens: reservation.promptTokens,
+        reservedTokens: reservation.reservedTokens,
+        expiresAtMs: reservation.expiresAtMs,
+        epoch: live(state.epoch, now) ?? 0,
+        charges: counters.filter((c) => c.cost > 0).map((c) => [c.name, c.bucket, c.cost, c.countsTokens] as const),
+      },
       expiresAtMs: now + reservation.ttlMs,
     });
-    return { admitted: true, reservationId, used, leasesHeld: held + 1 };
+    return { admitted: true, reservationId, used };
   }
 
   async settle(plans: readonly SettlePlan[]): Promise<SettleOutcome[]> {
+    return plans.map((plan) => this.settleOne(plan));
+  }
+
+  private settleOne(plan: SettlePlan): SettleOutcome {
     const now = this.clock();
-    return plans.map((plan) => {
-      if (this.live(this.tombstones, plan.tombstoneKey, now)) return { status: 'duplicate' };
-      const raw = this.live(this.reservations, plan.reservationKey, now);
-      if (raw === undefined) return { status: 'unknown' };
-      const record = JSON.parse(raw) as ReservationRecord;
-      if (record.expiresAtMs < plan.nowMs) {
-        this.reservations.delete(plan.reservationKey);
-        return { status: 'unknown' };
-      }
-      const { charge } = plan;
-      const charged =
-        charge.kind === 'actual' ? charge.tokens : charge.kind === 'prompt' ? record.promptTokens : charge.kind === 'nothing' ? 0 : record.reservedTokens;
-      const delta = charged - record.reservedTokens;
-      record.tokenBuckets.forEach((bucket, i) => {
-        const buckets = this.live(this.counters, plan.tokenCounterKeys[i]!, now);
+    const state = this.state(plan.scope);
+    const { charge } = plan;
+    const id =
+      charge.kind === 'cancel'
+        ? [plan.reservationId, fallbackReservationId(plan.reservationId, charge.attempt)].find(
+            (candidate) => live(state.reservations.get(candidate), now)?.attempt === charge.attempt,
+          )
+        : plan.reservationId;
+    if (id === undefined) return { status: 'unknown' };
+    if (live(state.tombstones.get(id), now)) return { status: 'duplicate' };
+    const record = live(state.reservations.get(id), now);
+    if (record === undefined) return { status: 'unknown' };
+    state.reservations.delete(id);
+    if (record.expiresAtMs < plan.nowMs) return { status: 'unknown' };
+
+    const charged =
+      charge.kind === 'actual' ? charge.tokens : charge.kind === 'reserved' ? record.reservedTokens : 0;
+    const afterReset = record.epoch !== (live(state.epoch, now) ?? 0);
+    if (!afterReset) {
+      for (const [name, bucket, cost, countsTokens] of record.charges) {
+        const delta = charge.kind === 'cancel' ? -cost : countsTokens ? charged - record.reservedTokens : 0;
+        const buckets = live(state.counters.get(name), now);
         const current = buckets?.get(bucket);
-        if (buckets && current !== undefined) buckets.set(bucket, Math.max(0, current + delta));
-      });
-      this.live(this.leases, plan.leaseKey, now)?.delete(plan.reservationId);
-      this.reservations.delete(plan.reservationKey);
-      this.tombstones.set(plan.tombstoneKey, { value: true, expiresAtMs: now + plan.tombstoneTtlMs });
-      return { status: 'settled', reservedTokens: record.reservedTokens, promptTokens: record.promptTokens, chargedTokens: charged };
-    });
+        // A bucket that is gone (expired) has nothing left to correct.
+        if (buckets && current !== undefined && delta !== 0) buckets.set(bucket, Math.max(0, current + delta));
+      }
+    }
+    live(state.leases, now)?.delete(id);
+    state.tombstones.set(id, { value: true, expiresAtMs: now + plan.tombstoneTtlMs });
+    return { status: 'settled', reservedTokens: record.reservedTokens, promptTokens: record.promptTokens, chargedTokens: charged, afterReset };
   }
 
   async readCounters(reads: readonly CounterRead[]): Promise<Buckets[]> {
     const now = this.clock();
-    return reads.map((read) => countedBuckets(this.live(this.counters, read.key, now), read.oldestCounted));
+    return reads.map((read) => countedBuckets(live(this.state(read.scope).counters.get(read.name), now), read.oldestCounted));
   }
 
-  async countLeases(key: string, nowMs: number): Promise<number> {
-    const set = this.live(this.leases, key, this.clock());
-    return [...(set?.values() ?? [])].filter((expiresAt) => expiresAt > nowMs).length;
+  async countLeases(scope: Scope, nowMs: number): Promise<number> {
+    const leases = live(this.state(scope).leases, this.clock());
+    return [...(leases?.values() ?? [])].filter((expiresAt) => expiresAt > nowMs).length;
   }
 
-  async deleteKeys(keys: readonly string[]): Promise<void> {
-    for (const key of keys) {
-      this.counters.delete(key);
-      this.leases.delete(key);
-      this.reservations.delete(key);
-      this.tombstones.delete(key);
-    }
+  async reset(scope: Scope, reservationTtlMs: number): Promise<void> {
+    const now = this.clock();
+    const state = this.state(scope);
+    state.counters.clear();
+    state.leases = undefined;
+    state.epoch = { value: (live(state.epoch, now) ?? 0) + 1, expiresAtMs: now + reservationTtlMs };
   }
 
   async ping(): Promise<void> {}
@@ -114,31 +160,31 @@ export class MemoryStore implements QuotaStore {
     clearInterval(this.sweeper);
   }
 
-  private live<T>(map: Map<string, Expiring<T>>, key: string, now: number): T | undefined {
-    const entry = map.get(key);
-    if (entry === undefined) return undefined;
-    if (entry.expiresAtMs <= now) {
-      map.delete(key);
-      return undefined;
+  private state(scope: Scope): ScopeState {
+    const key = JSON.stringify([scope.user, scope.model]);
+    let state = this.scopes.get(key);
+    if (state === undefined) {
+      state = { counters: new Map(), leases: undefined, reservations: new Map(), tombstones: new Map(), epoch: undefined };
+      this.scopes.set(key, state);
     }
-    return entry.value;
-  }
-
-  private entry<T>(map: Map<string, Expiring<T>>, key: string, create: () => T): Expiring<T> {
-    let entry = map.get(key);
-    if (entry === undefined) {
-      entry = { value: create(), expiresAtMs: 0 };
-      map.set(key, entry);
-    }
-    return entry;
+    return state;
   }
 
   private sweep(): void {
     const now = this.clock();
-    for (const map of [this.counters, this.leases, this.reservations, this.tombstones] as Array<Map<string, Expiring<unknown>>>) {
-      for (const [key, entry] of map) if (entry.expiresAtMs <= now) map.delete(key);
+    for (const [key, state] of this.scopes) {
+      for (const map of [state.counters, state.reservations, state.tombstones] as Array<Map<unknown, Expiring<unknown>>>) {
+        for (const [k, entry] of map) if (entry.expiresAtMs <= now) map.delete(k);
+      }
+      if (state.leases && state.leases.expiresAtMs <= now) state.leases = undefined;
+      if (state.epoch && state.epoch.expiresAtMs <= now) state.epoch = undefined;
+      if (state.counters.size + state.reservations.size + state.tombstones.size === 0 && !state.leases && !state.epoch) this.scopes.delete(key);
     }
   }
+}
+
+function live<T>(entry: Expiring<T> | undefined, now: number): T | undefined {
+  return entry !== undefined && entry.expiresAtMs > now ? entry.value : undefined;
 }
 
 function countedBuckets(buckets: Map<number, number> | undefined, oldestCounted: number): Array<readonly [number, number]> {

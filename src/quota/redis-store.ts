@@ -1,5 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { COUNTER_NAMES, type CounterName } from '../limit-kinds.js';
+import { ScopeKeys } from './redis-keys.js';
+import { fallbackReservationId } from './reservation-ids.js';
 import type { Buckets } from './windows.js';
 import {
   StoreUnavailableError,
@@ -7,16 +10,19 @@ import {
   type QuotaStore,
   type ReservePlan,
   type ReserveOutcome,
+  type Scope,
   type SettleOutcome,
   type SettlePlan,
 } from './store.js';
 
 const RESERVE_SCRIPT = readFileSync(new URL('./reserve.lua', import.meta.url), 'utf8');
 const SETTLE_SCRIPT = readFileSync(new URL('./settle.lua', import.meta.url), 'utf8');
+const RESET_SCRIPT = readFileSync(new URL('./reset.lua', import.meta.url), 'utf8');
 
 type RedisWithScripts = (Redis | Cluster) & {
   twReserve(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<number[]>;
   twSettle(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<number[]>;
+  twReset(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<number>;
 };
 
 /**
@@ -28,6 +34,9 @@ const COMMAND_TIMEOUT_MS = 500;
 
 const CLIENT_OPTIONS: RedisOptions = {
   commandTimeout: COMMAND_TIMEOUT_MS,
+  // A command whose reply was lost to a reconnect is never resent behind the caller's back (the
+  // caller has already answered): reserve is idempotent per attempt, and a failed one is taken back.
+  autoResendUnfulfilledCommands: false,
   enableAutoPipelining: true,
   enableOfflineQueue: false,
   maxRetriesPerRequest: 1,
@@ -63,6 +72,8 @@ export function redisClientForUrl(url: string): Redis | Cluster {
       lazyConnect: true,
       enableOfflineQueue: false,
       enableAutoPipelining: true,
+      // No resend of a command whose connection closed (it may have run): see autoResendUnfulfilledCommands.
+      retryDelayOnFailover: 0,
       redisOptions: { ...nodeOptions, ...credentials },
     });
   }
@@ -81,6 +92,7 @@ export class RedisStore implements QuotaStore {
     this.redis = redisClientForUrl(url) as RedisWithScripts;
     this.redis.defineCommand('twReserve', { lua: RESERVE_SCRIPT });
     this.redis.defineCommand('twSettle', { lua: SETTLE_SCRIPT });
+    this.redis.defineCommand('twReset', { lua: RESET_SCRIPT });
     // Errors surface through the commands that hit them; without a listener ioredis would print them.
     this.redis.on('error', () => {});
   }
@@ -91,59 +103,74 @@ export class RedisStore implements QuotaStore {
   }
 
   async reserve(plan: ReservePlan): Promise<ReserveOutcome> {
-    const { counters, lease, reservation } = plan;
-    const keys = [
-      ...counters.map((c) => c.key),
-      lease.key,
-      reservation.keyFor(reservation.id),
-      reservation.keyFor(reservation.fallbackId),
+    const { scope, counters, lease, reservation } = plan;
+    const keys = new ScopeKeys(scope);
+    const fallbackId = fallbackReservationId(reservation.id, reservation.attempt);
+    const record = JSON.stringify({
+      promptTokens: reservation.promptTokens,
+      reservedTokens: reservation.reservedTokens,
+      expiresAtMs: reservation.expiresAtMs,
+      charges: counters.filter((c) => c.cost > 0).map((c) => [c.name, c.bucket, c.cost, c.countsTokens]),
+    });
+    const scriptKeys = [
+      ...counters.map((c) => keys.counter(c.name)),
+      keys.leases,
+      keys.reservation(reservation.id),
+      keys.reservation(fallbackId),
+      keys.settled(reservation.id),
+      keys.epoch,
     ];
     const args: Array<string | number> = [counters.length];
     for (const c of counters) args.push(c.limit ?? -1, c.cost, c.bucket, c.oldestCounted, c.ttlMs);
-    args.push(
-      lease.limit ?? -1,
-      lease.nowMs,
-      lease.expiresAtMs,
-      lease.ttlMs,
-      reservation.id,
-      reservation.fallbackId,
-      JSON.stringify(reservation.record),
-      reservation.ttlMs,
-    );
-    const reply = await this.run(() => this.redis.twReserve(keys.length, ...keys, ...args));
+    args.push(lease.limit ?? -1, lease.nowMs, lease.expiresAtMs, lease.ttlMs, reservation.id, fallbackId, reservation.attempt, record, reservation.ttlMs);
+    const reply = await this.run(() => this.redis.twReserve(scriptKeys.length, ...scriptKeys, ...args));
     if (reply[0] === 1) {
-      return {
-        admitted: true,
-        reservationId: reply[1] === 1 ? reservation.fallbackId : reservation.id,
-        leasesHeld: reply[2]!,
-        used: reply.slice(3),
-      };
+      const used: Partial<Record<CounterName, number>> = {};
+      counters.forEach((c, i) => (used[c.name] = reply[2 + i]!));
+      return { admitted: true, reservationId: reply[1] === 1 ? fallbackId : reservation.id, used };
     }
     if (reply[1] === 0) return { admitted: false, deniedBy: { lease: true, earliestExpiryMs: reply[2]! } };
-    return { admitted: false, deniedBy: { counter: reply[1]! - 1, buckets: pairs(reply.slice(2)) } };
+    return { admitted: false, deniedBy: { counter: counters[reply[1]! - 1]!.name, buckets: pairs(reply.slice(2)) } };
   }
 
   async settle(plans: readonly SettlePlan[]): Promise<SettleOutcome[]> {
     // Issued together: auto-pipelining sends them in one round trip per Redis node.
-    const replies = await this.run(() =>
+    return this.run(() =>
       Promise.all(
-        plans.map((plan) => {
-          const keys = [plan.reservationKey, plan.tombstoneKey, plan.leaseKey, ...plan.tokenCounterKeys];
-          const actual = plan.charge.kind === 'actual' ? plan.charge.tokens : 0;
-          return this.redis.twSettle(keys.length, ...keys, plan.charge.kind, actual, plan.reservationId, plan.tombstoneTtlMs, plan.nowMs);
+        plans.map(async (plan) => {
+          const { charge } = plan;
+          if (charge.kind !== 'cancel') return this.settleId(plan, plan.reservationId);
+          // The store may have given the attempt its fallback id; only the attempt's own reservation is cancelled.
+          const first = await this.settleId(plan, plan.reservationId);
+          return first.status === 'settled' ? first : this.settleId(plan, fallbackReservationId(plan.reservationId, charge.attempt));
         }),
       ),
     );
-    return replies.map((reply): SettleOutcome => {
-      if (reply[0] === 2) return { status: 'duplicate' };
-      if (reply[0] === 3) return { status: 'unknown' };
-      return { status: 'settled', reservedTokens: reply[1]!, promptTokens: reply[2]!, chargedTokens: reply[3]! };
-    });
+  }
+
+  private async settleId(plan: SettlePlan, id: string): Promise<SettleOutcome> {
+    const keys = new ScopeKeys(plan.scope);
+    const { charge } = plan;
+    const scriptKeys = [keys.reservation(id), keys.settled(id), keys.leases, keys.epoch, ...keys.allCounters()];
+    const reply = await this.redis.twSettle(
+      scriptKeys.length,
+      ...scriptKeys,
+      charge.kind,
+      charge.kind === 'actual' ? charge.tokens : 0,
+      id,
+      plan.tombstoneTtlMs,
+      plan.nowMs,
+      charge.kind === 'cancel' ? charge.attempt : '',
+      ...COUNTER_NAMES,
+    );
+    if (reply[0] === 2) return { status: 'duplicate' };
+    if (reply[0] === 3) return { status: 'unknown' };
+    return { status: 'settled', reservedTokens: reply[1]!, promptTokens: reply[2]!, chargedTokens: reply[3]!, afterReset: reply[4] === 1 };
   }
 
   async readCounters(reads: readonly CounterRead[]): Promise<Buckets[]> {
     // Separate commands, not one pipeline: different models' keys live in different Cluster slots.
-    const hashes = await this.run(() => Promise.all(reads.map((read) => this.redis.hgetall(read.key))));
+    const hashes = await this.run(() => Promise.all(reads.map((read) => this.redis.hgetall(new ScopeKeys(read.scope).counter(read.name)))));
     return reads.map((read, i) =>
       Object.entries(hashes[i]!)
         .map(([bucket, amount]) => [Number(bucket), Number(amount)] as const)
@@ -152,12 +179,14 @@ export class RedisStore implements QuotaStore {
     );
   }
 
-  async countLeases(key: string, nowMs: number): Promise<number> {
-    return this.run(() => this.redis.zcount(key, `(${nowMs}`, '+inf'));
+  async countLeases(scope: Scope, nowMs: number): Promise<number> {
+    return this.run(() => this.redis.zcount(new ScopeKeys(scope).leases, `(${nowMs}`, '+inf'));
   }
 
-  async deleteKeys(keys: readonly string[]): Promise<void> {
-    await this.run(() => Promise.all(keys.map((key) => this.redis.del(key))));
+  async reset(scope: Scope, reservationTtlMs: number): Promise<void> {
+    const keys = new ScopeKeys(scope);
+    const scriptKeys = [keys.epoch, keys.leases, ...keys.allCounters()];
+    await this.run(() => this.redis.twReset(scriptKeys.length, ...scriptKeys, reservationTtlMs));
   }
 
   async ping(): Promise<void> {

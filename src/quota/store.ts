@@ -1,71 +1,49 @@
+import type { CounterName } from '../limit-kinds.js';
 import type { Buckets } from './windows.js';
+
+/** Whose counters: every counter, lease and reservation belongs to one user and one model. */
+export interface Scope {
+  readonly user: string;
+  readonly model: string;
+}
 
 /** One window counter to check and charge. */
 export interface CounterCharge {
-  readonly key: string;
+  readonly name: CounterName;
   /** null: unlimited — charged for reporting, never denies. */
   readonly limit: number | null;
   readonly cost: number;
+  /** Whether a settlement corrects this counter to the tokens really used (token counters do; request counters don't). */
+  readonly countsTokens: boolean;
   readonly bucket: number;
   readonly oldestCounted: number;
   readonly ttlMs: number;
 }
 
 export interface LeaseRequest {
-  readonly key: string;
   readonly limit: number | null;
   readonly nowMs: number;
   readonly expiresAtMs: number;
   readonly ttlMs: number;
 }
 
-/** What a reservation charged, kept until the access log settles it or it expires. */
-export interface ReservationRecord {
-  readonly user: string;
-  readonly model: string;
-  readonly promptTokens: number;
-  readonly reservedTokens: number;
-  readonly createdAtMs: number;
-  /** After this the reservation counts as settled by expiry, whatever the store's own TTL says. */
-  readonly expiresAtMs: number;
-  /** The bucket charged in each token window, in SettlePlan.tokenCounterKeys order (minute, hour, day). */
-  readonly tokenBuckets: readonly number[];
-}
-
-/** How a settlement charges the tokens: what the model used, or a rule's stand-in for it. */
-export type Charge =
-  | { readonly kind: 'actual'; readonly tokens: number }
-  | { readonly kind: 'reserved' }
-  | { readonly kind: 'prompt' }
-  | { readonly kind: 'nothing' };
-
-export interface SettlePlan {
-  readonly reservationKey: string;
-  /** Marks a settled reservation for a while, so a resent entry is recognised (and never charged). */
-  readonly tombstoneKey: string;
-  readonly tombstoneTtlMs: number;
-  readonly leaseKey: string;
-  readonly reservationId: string;
-  /** The minute, hour and day token counters. */
-  readonly tokenCounterKeys: readonly string[];
-  readonly charge: Charge;
-  readonly nowMs: number;
-}
-
-export type SettleOutcome =
-  | { readonly status: 'settled'; readonly reservedTokens: number; readonly promptTokens: number; readonly chargedTokens: number }
-  | { readonly status: 'duplicate' }
-  | { readonly status: 'unknown' };
-
 export interface ReservePlan {
+  readonly scope: Scope;
   readonly counters: readonly CounterCharge[];
   readonly lease: LeaseRequest;
   readonly reservation: {
+    /** The id asked for (Envoy's x-request-id); taken already, the store picks another. */
     readonly id: string;
-    /** Used instead of `id` when a reservation with `id` already exists (a repeated x-request-id). */
-    readonly fallbackId: string;
-    readonly keyFor: (id: string) => string;
-    readonly record: ReservationRecord;
+    /**
+     * Unique to this admission attempt. A reserve resent with the same attempt (a reply lost to a
+     * reconnect) finds its own reservation and changes nothing: reserve is idempotent per attempt.
+     */
+    readonly attempt: string;
+    readonly promptTokens: number;
+    readonly reservedTokens: number;
+    readonly nowMs: number;
+    /** After this the reservation counts as settled by expiry, whatever the store's own TTL says. */
+    readonly expiresAtMs: number;
     readonly ttlMs: number;
   };
 }
@@ -74,37 +52,72 @@ export type ReserveOutcome =
   | {
       readonly admitted: true;
       readonly reservationId: string;
-      /** Each counter's counted total after the charge, in plan order. */
-      readonly used: readonly number[];
-      readonly leasesHeld: number;
+      /** Each counter's counted total after the charge, by counter name. */
+      readonly used: Readonly<Partial<Record<CounterName, number>>>;
     }
   | {
       readonly admitted: false;
-      readonly deniedBy: { readonly counter: number; readonly buckets: Buckets } | { readonly lease: true; readonly earliestExpiryMs: number };
+      readonly deniedBy: { readonly counter: CounterName; readonly buckets: Buckets } | { readonly lease: true; readonly earliestExpiryMs: number };
     };
 
+/** How a settlement charges the tokens: what the model used, or a rule's stand-in for it. */
+export type Charge =
+  | { readonly kind: 'actual'; readonly tokens: number }
+  | { readonly kind: 'reserved' }
+  | { readonly kind: 'nothing' }
+  /** The admission never took effect (its Check was abandoned): every counter, requests included, is refunded. */
+  | { readonly kind: 'cancel'; readonly attempt: string };
+
+export interface SettlePlan {
+  readonly scope: Scope;
+  readonly reservationId: string;
+  readonly charge: Charge;
+  readonly nowMs: number;
+  /** How long a settled reservation's id stays recognised, so that a resent entry changes nothing. */
+  readonly tombstoneTtlMs: number;
+}
+
+export type SettleOutcome =
+  | {
+      readonly status: 'settled';
+      readonly reservedTokens: number;
+      readonly promptTokens: number;
+      readonly chargedTokens: number;
+      /** The counters were reset after the reservation was made: nothing of it was left to correct. */
+      readonly afterReset: boolean;
+    }
+  | { readonly status: 'duplicate' }
+  | { readonly status: 'unknown' };
+
 export interface CounterRead {
-  readonly key: string;
+  readonly scope: Scope;
+  readonly name: CounterName;
   readonly oldestCounted: number;
 }
 
 /**
- * Counter storage. `reserve` is one atomic step: every counter and the concurrency lease are checked,
- * and only if all have room are all charged — a denial charges nothing.
+ * Counter storage. Every store passes the same contract suite (test/store-contract.test.ts).
+ * `reserve` is one atomic step: every counter and the concurrency lease are checked, and only if all
+ * have room are all charged — a denial charges nothing.
  */
 export interface QuotaStore {
   reserve(plan: ReservePlan): Promise<ReserveOutcome>;
   /**
-   * Settles reservations, each atomically and at most once: the token windows are corrected from the
-   * reserved amount to the charged one (in the buckets the reservation charged; never below zero),
-   * the concurrency lease is released, and the reservation is replaced by a tombstone.
+   * Settles reservations, each atomically and at most once: the token counters are corrected from
+   * the reserved amount to the charged one (in the buckets the reservation charged; never below
+   * zero; not at all if the scope was reset since), the concurrency lease is released, and the
+   * reservation is replaced by a tombstone. A reservation id once settled is never reused.
    */
   settle(plans: readonly SettlePlan[]): Promise<SettleOutcome[]>;
   /** The counted buckets of each counter, oldest first. */
   readCounters(reads: readonly CounterRead[]): Promise<Buckets[]>;
   /** Leases not yet expired at `nowMs`. */
-  countLeases(key: string, nowMs: number): Promise<number>;
-  deleteKeys(keys: readonly string[]): Promise<void>;
+  countLeases(scope: Scope, nowMs: number): Promise<number>;
+  /**
+   * Forgets the scope's counters and leases. Reservations made before stay settleable (their leases
+   * are gone) but never correct a counter again: a late settlement cannot subtract from new charges.
+   */
+  reset(scope: Scope, reservationTtlMs: number): Promise<void>;
   /** Resolves when the store answers; rejects otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -1,4 +1,5 @@
 import { wallClock } from '../zoned-time.js';
+import type { WindowSpec } from '../limit-kinds.js';
 
 /**
  * Counting windows.
@@ -43,23 +44,27 @@ export function slidingWindow(lengthMs: number, bucketMs: number): Window {
   };
 }
 
-/** A calendar day in `timeZone`; its bucket is the day's start in minutes since the epoch. */
+/**
+ * A calendar day in `timeZone`. Its bucket names the local date (that date's midnight read as UTC, in
+ * minutes), not an instant: when the configured zone changes mid-day and the local date stays the
+ * same, the day's charges stay counted. A zone change that moves the local date back keeps counting
+ * the later date's charges until the counter expires (over-counting, never under-counting).
+ */
 export function calendarDay(timeZone: string): Window {
-  let current: { startMs: number; endMs: number } | undefined;
+  let current: { startMs: number; endMs: number; bucket: number } | undefined;
   return {
     lengthMs: 24 * 3600 * 1000,
     positionAt(nowMs) {
       if (current === undefined || nowMs < current.startMs || nowMs >= current.endMs) {
         const { year, month, day } = wallClock(nowMs, timeZone);
-        current = { startMs: wallMidnightToUtc(year, month, day, timeZone), endMs: wallMidnightToUtc(year, month, day + 1, timeZone) };
+        current = {
+          startMs: wallMidnightToUtc(year, month, day, timeZone),
+          endMs: wallMidnightToUtc(year, month, day + 1, timeZone),
+          bucket: Date.UTC(year, month - 1, day) / 60_000,
+        };
       }
-      const { startMs, endMs } = current;
-      return {
-        bucket: Math.floor(startMs / 60_000),
-        oldestCounted: Math.floor(startMs / 60_000),
-        ttlMs: endMs - nowMs + 60_000,
-        expiresAt: () => endMs,
-      };
+      const { endMs, bucket } = current;
+      return { bucket, oldestCounted: bucket, ttlMs: endMs - nowMs + 60_000, expiresAt: () => endMs };
     },
   };
 }
@@ -72,8 +77,6 @@ function wallMidnightToUtc(year: number, month: number, day: number, timeZone: s
   return wall - wallClock(guess, timeZone).offsetMs;
 }
 
-export const MINUTE = slidingWindow(60_000, 5_000);
-export const HOUR = slidingWindow(3_600_000, 60_000);
 
 /** Charged buckets as [bucket, amount] pairs, oldest first. */
 export type Buckets = ReadonlyArray<readonly [number, number]>;
@@ -107,4 +110,17 @@ export function msUntilFits(
 export function msUntilEmpty(buckets: Buckets, position: WindowPosition, nowMs: number): number {
   const newest = buckets.at(-1);
   return newest === undefined ? 0 : Math.max(0, position.expiresAt(newest[0]) - nowMs);
+}
+
+const windows = new Map<string, Window>();
+
+/** The window a limit kind counts in (sliding windows are shared; calendar ones follow the zone). */
+export function windowOf(spec: WindowSpec, timeZone: string): Window {
+  const key = spec.kind === 'sliding' ? `${spec.lengthMs}/${spec.bucketMs}` : `${spec.period}@${timeZone}`;
+  let window = windows.get(key);
+  if (window === undefined) {
+    window = spec.kind === 'sliding' ? slidingWindow(spec.lengthMs, spec.bucketMs) : calendarDay(timeZone);
+    windows.set(key, window);
+  }
+  return window;
 }

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { RESPONSE_FLAG_CODES } from '../../src/envoy/accesslog.js';
 import { envoyServices } from '../../src/envoy/protos.js';
 import { toStruct, type ProtoStruct, type Scalar } from '../../src/envoy/struct.js';
 
@@ -10,6 +11,12 @@ export interface LoggedRequest {
   readonly authzMetadata?: Readonly<Record<string, unknown>>;
   /** What usage.lua set (tokenwarden.usage). */
   readonly usage?: { readonly promptTokens: number; readonly completionTokens: number };
+  /** Envoy's response flags by short code (DC, UT, UF, ...). */
+  readonly flags?: readonly string[];
+  /** Whether Envoy sent the request to a host (default true): upstream address and first-byte timing. */
+  readonly forwarded?: boolean;
+  /** Whether the status came from the upstream (default: forwarded and no flags) or was Envoy's own reply. */
+  readonly statusFromUpstream?: boolean;
 }
 
 /**
@@ -61,12 +68,23 @@ function entry(request: LoggedRequest): object {
   if (request.usage) {
     filterMetadata['tokenwarden.usage'] = toStruct({ prompt_tokens: request.usage.promptTokens, completion_tokens: request.usage.completionTokens });
   }
+  const forwarded = request.forwarded ?? true;
+  const flags = request.flags ?? [];
+  const flagFields = Object.fromEntries(flags.map((code) => [Object.entries(RESPONSE_FLAG_CODES).find(([, c]) => c === code)![0], true]));
+  const fromUpstream = request.statusFromUpstream ?? (forwarded && flags.length === 0);
   return {
     common_properties: {
       start_time: { seconds: String(Math.floor(Date.now() / 1000)) },
       ...(Object.keys(filterMetadata).length ? { metadata: { filter_metadata: filterMetadata } } : {}),
+      ...(flags.length ? { response_flags: flagFields } : {}),
+      ...(forwarded
+        ? { upstream_remote_address: { socket_address: { address: '10.0.0.9', port_value: 8000 } }, time_to_first_upstream_tx_byte: { nanos: 500_000 } }
+        : {}),
     },
     request: { request_id: request.requestId, request_method: 'POST', path: '/v1/chat/completions' },
-    response: request.responseCode === undefined ? {} : { response_code: { value: request.responseCode } },
+    response: {
+      ...(request.responseCode === undefined ? {} : { response_code: { value: request.responseCode } }),
+      ...(request.responseCode !== undefined && fromUpstream ? { response_code_details: 'via_upstream' } : {}),
+    },
   };
 }

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { startApp, type App, type AppOptions } from '../../src/app.js';
 import { parseLimitsYaml } from '../../src/config/load.js';
 import type { Clock } from '../../src/quota/engine.js';
@@ -5,6 +7,18 @@ import { createLogger } from '../../src/telemetry/logger.js';
 import { EnvoyCheckClient } from '../../src/envoy/check-client.js';
 
 export type StoreKind = 'memory' | 'redis';
+
+/** The admin token every test app accepts unless its config names its own. */
+export const TEST_ADMIN_TOKEN = 'test-admin-token';
+/** Headers for tokenwarden's HTTP API as the admin. */
+export const ADMIN = { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } as const;
+
+/** The config with the test admin token added when it configures none. */
+function withTestAdmin(configYaml: string): string {
+  const config = (parseYaml(configYaml) ?? {}) as { admin?: { tokenSha256?: string } };
+  if (config.admin?.tokenSha256 !== undefined) return configYaml;
+  return stringifyYaml({ ...config, admin: { ...config.admin, tokenSha256: createHash('sha256').update(TEST_ADMIN_TOKEN).digest('hex') } });
+}
 
 export interface TestApp {
   readonly app: App;
@@ -23,7 +37,7 @@ export async function startTestApp(options: {
   const app = await startApp({
     grpcAddr: '127.0.0.1:0',
     httpAddr: '127.0.0.1:0',
-    config: parseLimitsYaml(options.configYaml, 'test config'),
+    config: parseLimitsYaml(withTestAdmin(options.configYaml), 'test config'),
     store: options.store,
     logger: createLogger(process.env['TEST_LOG'] ?? 'silent'),
     // The TypeScript sources run under vitest, but worker threads need the compiled worker (make build).

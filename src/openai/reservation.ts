@@ -1,0 +1,39 @@
+import { errorBody } from './responses.js';
+import type { OpenAIRequest } from './request.js';
+
+/** The request cannot fit the model's context: vLLM would refuse it with this 400 before generating. */
+export class ContextLengthError extends Error {
+  override name = 'ContextLengthError';
+  /** vLLM's own error body, so a client sees the same answer whether tokenwarden or vLLM refuses. */
+  readonly body: string;
+
+  constructor(message: string, param: string, value: number) {
+    super(message);
+    // vLLM's VLLMValidationError appends the parameter and value to its message.
+    this.body = errorBody({ message: `${message} (parameter=${param}, value=${value})`, type: 'BadRequestError', param, code: 400 });
+  }
+}
+
+/**
+ * The tokens to reserve for a request: the prompt plus, for each of its `n` choices, what vLLM may
+ * generate — the completion tokens asked for, else the model's remaining context (`maxModelLen`),
+ * else `defaultCompletionTokens` when the context length is not configured. With `maxModelLen` a
+ * request that cannot fit is refused as vLLM refuses it.
+ */
+export function tokensToReserve(request: OpenAIRequest, promptTokens: number, maxModelLen: number | undefined, defaultCompletionTokens: number): number {
+  const asked = request.maxTokens;
+  if (maxModelLen === undefined) return promptTokens + (asked ?? defaultCompletionTokens) * request.choices;
+  const output = asked ?? 0;
+  if (promptTokens + output > maxModelLen) {
+    throw new ContextLengthError(
+      `This model's maximum context length is ${maxModelLen} tokens. However, you requested ${output} output tokens and your prompt ` +
+        `contains ${promptTokens} input tokens, for a total of ${promptTokens + output} tokens. ` +
+        'Please reduce the length of the input prompt or the number of requested output tokens.',
+      'input_tokens',
+      promptTokens,
+    );
+  }
+  const perChoice = asked ?? maxModelLen - promptTokens;
+  if (perChoice === 0) throw new ContextLengthError('max_tokens must be at least 1, got 0.', 'max_tokens', 0);
+  return promptTokens + perChoice * request.choices;
+}
