@@ -47,4 +47,17 @@ describe('envoy/envoy.yaml', () => {
       'http2_protocol_options',
     );
   });
+
+  it('routes GET /v1/usage and /v1/tokenize to tokenwarden\'s HTTP port without ext_authz, everything else to vLLM', () => {
+    const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    const routes = hcm.route_config.virtual_hosts[0].routes as Array<{ match: Record<string, unknown>; route: { cluster: string }; typed_per_filter_config?: Record<string, { disabled?: boolean }> }>;
+    const usage = routes.find((r) => r.match['prefix'] === '/v1/usage')!;
+    expect(usage.route.cluster).toBe('tokenwarden_http');
+    expect(usage.match['headers']).toEqual([{ name: ':method', string_match: { exact: 'GET' } }]);
+    expect(usage.typed_per_filter_config!['envoy.filters.http.ext_authz']!.disabled).toBe(true);
+    expect(routes.find((r) => r.match['path'] === '/v1/tokenize')!.route.cluster).toBe('tokenwarden_http');
+    expect(routes.at(-1)!.match).toEqual({ prefix: '/' });
+    const http = config.static_resources.clusters.find((c: { name: string }) => c.name === 'tokenwarden_http');
+    expect(http.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value).toBe(8080);
+  });
 });

@@ -26,7 +26,7 @@ describe.each(['memory', 'redis', 'redis cluster'] as const)('store contract: %s
   let store: QuotaStore;
   let engine: QuotaEngine;
   const clock = manualClock(START);
-  const config = parseLimitsYaml(CONFIG, 'contract');
+  let config = parseLimitsYaml(CONFIG, 'contract');
 
   beforeAll(async () => {
     if (kind === 'redis') redis = await startRedisServer();
@@ -38,6 +38,7 @@ describe.each(['memory', 'redis', 'redis cluster'] as const)('store contract: %s
   });
   beforeEach(async () => {
     clock.set(START);
+    config = parseLimitsYaml(CONFIG, 'contract');
     await store?.close();
     if (kind === 'memory') {
       store = new MemoryStore(clock);
@@ -172,5 +173,17 @@ describe.each(['memory', 'redis', 'redis cluster'] as const)('store contract: %s
     await engine.settle([{ user: 'v', model: 'm', reservationId: 'h1', charge: { kind: 'actual', tokens: 9_000_000_000_000_000 } }]);
     expect((await used('v')).tokens).toBe(9_000_000_000_000_000 + huge);
     expect(await engine.admit(ask('v', huge, 'h3'))).toMatchObject({ admitted: false, limit: 'tokensPerMinute' });
+  });
+
+  it('keeps the day\'s usage when the configured time zone changes mid-day', async () => {
+    // 10:00 UTC is 19:00 in Seoul: the same date in both zones.
+    await admitted(ask('u', 700, 'utc'));
+    config = parseLimitsYaml(`${CONFIG}dailyReset: { timeZone: Asia/Seoul }\n`, 'contract in Seoul');
+    expect((await used('u')).day).toBe(700);
+    await admitted(ask('u', 300, 'seoul'));
+    expect((await used('u')).day).toBe(1000);
+    // At Seoul's midnight (15:00 UTC) the day starts afresh there.
+    clock.set(Date.UTC(2026, 10, 23, 15, 0, 0));
+    expect((await used('u')).day).toBe(0);
   });
 });
