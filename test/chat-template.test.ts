@@ -62,6 +62,14 @@ describe('Llama 3.2 chat template', () => {
     ).toBe(system('') + `${header('user')}Write a haiku<|eot_id|>${header('assistant')}Autumn moonlight`);
   });
 
+  it('strips the final message as Python does before cutting after it (U+001C stripped, U+FEFF kept)', () => {
+    const cut = (content: string) =>
+      render({ add_generation_prompt: false, continue_final_message: true, messages: [{ role: 'user', content: 'Go' }, { role: 'assistant', content }] });
+    // Llama's template trims the content itself; the cut must find what Python's strip() leaves.
+    expect(cut('Autumn\u001c')).toBe(system('') + `${header('user')}Go<|eot_id|>${header('assistant')}Autumn`);
+    expect(cut('Autumn\ufeff')).toBe(system('') + `${header('user')}Go<|eot_id|>${header('assistant')}Autumn\ufeff`);
+  });
+
   it('puts tools into the first user message, as the template does by default', () => {
     const text = render({
       messages: [{ role: 'user', content: 'Weather in Seoul?' }],

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { manualClock, startTestApp, type TestApp } from './helpers/app.js';
+import { ADMIN, manualClock, startTestApp, type TestApp } from './helpers/app.js';
 import { referenceIds } from './helpers/llama.js';
 
 const clock = manualClock(Date.UTC(2026, 10, 23, 3, 0));
@@ -26,7 +26,7 @@ afterAll(async () => {
 });
 
 async function tokenize(body: unknown): Promise<{ status: number; json: any }> {
-  const res = await fetch(`${t.http}/v1/tokenize`, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const res = await fetch(`${t.http}/v1/tokenize`, { method: 'POST', headers: ADMIN, body: typeof body === 'string' ? body : JSON.stringify(body) });
   return { status: res.status, json: await res.json() };
 }
 
@@ -109,5 +109,61 @@ describe('Check counts with the same counter', () => {
     });
     expect(res.status).toBe(400);
     expect(JSON.parse(res.body).error.message).toMatch(/single tool-calls/);
+  });
+});
+
+describe('large chat prompts are rendered, not only counted, on the worker', () => {
+  const longText = 'Seoul 서울: one line of a long document, with numbers 2026 and code {x: 1}.\n'.repeat(150);
+  const workerCounts = async () =>
+    Number(/tokenwarden_tokenize_duration_seconds_count\{thread="worker"\} (\d+)/.exec(await (await fetch(`${t.http}/metrics`)).text())?.[1] ?? 0);
+
+  it('continues the final message there (continue_final_message), with the clock of the main thread', async () => {
+    const before = await workerCounts();
+    const { json } = await tokenize({
+      model: 'llama-3.2-1b',
+      messages: [
+        { role: 'user', content: longText },
+        { role: 'assistant', content: 'The summary is ' },
+      ],
+      add_generation_prompt: false,
+      continue_final_message: true,
+    });
+    expect(json.prompt_tokens).toBe(referenceIds(rendered('', [['user', longText.trim()]]) + 'The summary is', false).length);
+    expect(await workerCounts()).toBe(before + 1);
+  });
+
+  it("answers a template's raise_exception there with the same 400 as on the main thread", async () => {
+    const before = await workerCounts();
+    const twoToolCalls = [{ function: { name: 'a', arguments: '{}' } }, { function: { name: 'b', arguments: '{}' } }];
+    const res = await t.envoy.check({
+      headers: { 'x-user-id': 'minji' },
+      body: {
+        model: 'llama-3.2-1b',
+        messages: [
+          { role: 'user', content: longText },
+          { role: 'assistant', content: null, tool_calls: twoToolCalls },
+        ],
+      },
+    });
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.body).error.message).toMatch(/single tool-calls/);
+    expect(await workerCounts()).toBe(before + 1);
+  });
+
+  it('refuses a final message that cannot be continued with the same message on both threads', async () => {
+    const body = (content: string) => ({
+      model: 'llama-3.2-1b',
+      messages: [
+        { role: 'user', content },
+        { role: 'assistant', content: '   ' },
+      ],
+      add_generation_prompt: false,
+      continue_final_message: true,
+    });
+    const small = await tokenize(body('Hello'));
+    const large = await tokenize(body(longText));
+    expect(small.status).toBe(400);
+    expect(large.status).toBe(400);
+    expect(large.json.error.message).toBe(small.json.error.message);
   });
 });

@@ -62,3 +62,65 @@ describe('fast byte-level BPE against @huggingface/tokenizers (Llama 3.2)', () =
     expect(textTokenizerFrom(llamaTokenizerJson, llamaTokenizerConfig).implementation).toBe('fast-bpe');
   });
 });
+
+describe('long pre-tokens: runs merged through the candidate queue', () => {
+  /** One long word of random letters: many distinct merge ranks, little repetition. */
+  const randomWord = (length: number) => {
+    let state = 12345;
+    let word = '';
+    for (let i = 0; i < length; i++) {
+      state = (state * 1103515245 + 12345) % 2 ** 31;
+      word += 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'[state % 52];
+    }
+    return word;
+  };
+  // 5-12 KB: long enough to exercise the queue, short enough for the reference (slower on long runs).
+  const runs: Record<string, string> = {
+    'one letter': 'a'.repeat(9001),
+    'one letter, odd length': 'e'.repeat(7777),
+    'Korean syllable': '한'.repeat(3001),
+    'CJK character': '中'.repeat(2500),
+    emoji: '😀'.repeat(1500),
+    'one punctuation pre-token': '!'.repeat(8000),
+    'dashes then a newline': '-'.repeat(6000) + '\n',
+    'equals signs': '='.repeat(5003),
+    dots: '.'.repeat(6001),
+    spaces: ' '.repeat(9000),
+    'spaces then a letter': ' '.repeat(7000) + 'x',
+    tabs: '\t'.repeat(6000),
+    newlines: '\n'.repeat(8000),
+    'CRLF lines': '\r\n'.repeat(4000),
+    'no-break spaces': '\u00a0'.repeat(3000),
+    'spaces and tabs': ' \t'.repeat(3000),
+    digits: '7'.repeat(9000),
+    'two letters': 'ab'.repeat(4500),
+    'three letters': 'abc'.repeat(3001),
+    'mixed case': 'aA'.repeat(3000),
+    'random letters': randomWord(10_000),
+  };
+
+  for (const [kind, text] of Object.entries(runs)) {
+    it(`agrees with @huggingface/tokenizers on a run of ${kind}`, () => {
+      const expected = referenceIds(text, false);
+      expect(fast.encode(text, false)).toEqual(expected);
+      expect(fast.count(text, true)).toBe(expected.length + 1);
+    });
+  }
+
+  // Not a benchmark: each takes a few hundred ms; the bound only catches a quadratic blow-up.
+  const MB = 1 << 20;
+  const megabyteRuns: Record<string, string> = {
+    'one letter': 'a'.repeat(MB),
+    'Korean syllable': '한'.repeat(Math.floor(MB / 3)),
+    'one punctuation pre-token': '!'.repeat(MB),
+    spaces: ' '.repeat(MB),
+    digits: '0123456789'.repeat(MB / 10),
+  };
+  for (const [kind, text] of Object.entries(megabyteRuns)) {
+    it(`counts a megabyte-long run of ${kind} in well under 5 s`, () => {
+      const started = performance.now();
+      expect(fast.count(text, false)).toBeGreaterThan(0);
+      expect(performance.now() - started).toBeLessThan(5000);
+    });
+  }
+});

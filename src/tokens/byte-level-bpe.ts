@@ -23,20 +23,20 @@ export interface TokenizerJson {
 const CACHE_GENERATION_SIZE = 100_000;
 /** Longer pre-tokens are not cached: they rarely repeat and would pin memory. */
 const MAX_CACHED_PIECE_LENGTH = 64;
-/** Above this many bytes a pre-token is merged with a heap instead of rescanning all pairs. */
+/** Above this many bytes a pre-token is merged through a queue of candidates instead of rescanning all pairs. */
 const SMALL_PIECE_BYTES = 48;
 
 /**
  * A byte-level BPE tokenizer (GPT-2 / Llama 3 family) built from tokenizer.json, producing the same
  * ids as Hugging Face tokenizers, several times faster in JS: pre-tokens are looked up whole first
  * (ignore_merges), merges are a numeric pair → rank table, and results are cached per pre-token.
+ * Merging is O(n log n) in the pre-token's length, so one megabyte-long run of a character is cheap.
  * Throws UnsupportedTokenizerError for any tokenizer.json feature it does not implement, so the
  * caller can fall back to the general implementation rather than count wrongly.
  */
 export class ByteLevelBpe {
   private readonly byteIds = new Int32Array(256);
-  /** (left id << 17 | right id) as a number → rank * 2^17 + merged id. */
-  private readonly merges = new Map<number, number>();
+  private readonly merges: MergeTable;
   /** Whole pre-tokens (as text, not byte-level strings) that are single vocabulary entries. */
   private readonly wholeTokens = new Map<string, number>();
   private readonly ignoreMerges: boolean;
@@ -60,7 +60,6 @@ export class ByteLevelBpe {
     this.ignoreMerges = model.ignore_merges === true;
 
     const vocab = model.vocab;
-    if (Object.keys(vocab).length >= 1 << 17) throw new UnsupportedTokenizerError('vocabulary too large');
     const unicodeOfByte = byteToUnicode();
     const byteOfUnicode = new Map<string, number>();
     unicodeOfByte.forEach((ch, byte) => byteOfUnicode.set(ch, byte));
@@ -80,6 +79,7 @@ export class ByteLevelBpe {
         // not valid UTF-8 on its own, so never a whole pre-token
       }
     }
+    this.merges = new MergeTable(model.merges.length);
     model.merges.forEach((merge, rank) => {
       const [left, right] = typeof merge === 'string' ? splitMerge(merge) : merge;
       const leftId = vocab[left];
@@ -88,8 +88,7 @@ export class ByteLevelBpe {
       if (leftId === undefined || rightId === undefined || mergedId === undefined) {
         throw new UnsupportedTokenizerError(`merge ${rank} names tokens missing from the vocabulary`);
       }
-      const key = leftId * 131072 + rightId;
-      if (!this.merges.has(key)) this.merges.set(key, rank * 131072 + mergedId);
+      this.merges.add(leftId, rightId, rank, mergedId);
     });
 
     const added = json.added_tokens ?? [];
@@ -168,54 +167,69 @@ export class ByteLevelBpe {
   }
 
   private merge(bytes: Uint8Array): number[] {
-    const ids = Array.from(bytes, (b) => this.byteIds[b]!);
-    return ids.length <= SMALL_PIECE_BYTES ? this.mergeByScanning(ids) : this.mergeWithHeap(ids);
+    if (bytes.length > SMALL_PIECE_BYTES) return this.mergeThroughQueue(bytes);
+    return this.mergeByScanning(Array.from(bytes, (b) => this.byteIds[b]!));
   }
 
   /** Repeatedly merge the lowest-ranked adjacent pair (leftmost on ties), rescanning: fine for short pieces. */
   private mergeByScanning(ids: number[]): number[] {
+    const merges = this.merges;
     for (;;) {
-      let best = Infinity;
+      let best = -1;
       let at = -1;
       for (let i = 0; i + 1 < ids.length; i++) {
-        const merge = this.merges.get(ids[i]! * 131072 + ids[i + 1]!);
-        if (merge !== undefined && merge < best) {
-          best = merge;
+        const slot = merges.find(ids[i]!, ids[i + 1]!);
+        if (slot >= 0 && (best < 0 || merges.rankAt[slot]! < merges.rankAt[best]!)) {
+          best = slot;
           at = i;
         }
       }
       if (at < 0) return ids;
-      ids.splice(at, 2, best % 131072);
+      ids.splice(at, 2, merges.mergedAt[best]!);
     }
   }
 
-  /** The same merge order with a linked list and a min-heap of candidate pairs: O(n log n) for long pieces. */
-  private mergeWithHeap(initial: number[]): number[] {
-    const n = initial.length;
-    const ids = Int32Array.from(initial);
-    const next = Int32Array.from({ length: n }, (_, i) => i + 1);
-    const prev = Int32Array.from({ length: n }, (_, i) => i - 1);
-    const alive = new Uint8Array(n).fill(1);
-    // Heap entries: [merge value (rank-major, so ties go to the left position), position, left id, right id].
-    const heap = new MinHeap();
-    const push = (i: number) => {
-      const j = next[i]!;
-      if (j >= n) return;
-      const merge = this.merges.get(ids[i]! * 131072 + ids[j]!);
-      if (merge !== undefined) heap.push(Math.floor(merge / 131072), i, ids[i]!, ids[j]!, merge % 131072);
+  /**
+   * The same merge order for long pieces: the symbols form a linked list over byte positions, and
+   * each position's current pair waits in a MergeQueue. A queued candidate is stale once the pair at
+   * its position has changed; since one rank names one pair, comparing ranks tells.
+   */
+  private mergeThroughQueue(bytes: Uint8Array): number[] {
+    const merges = this.merges;
+    const n = bytes.length;
+    const ids = new Int32Array(n);
+    const next = new Int32Array(n);
+    const prev = new Int32Array(n);
+    // The rank of the pair starting at each position (-1: none, or merged into its left neighbour) and its merged id.
+    const pairRank = new Int32Array(n);
+    const pairMerged = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      ids[i] = this.byteIds[bytes[i]!]!;
+      next[i] = i + 1;
+      prev[i] = i - 1;
+    }
+    const queue = new MergeQueue();
+    const updatePair = (i: number) => {
+      const slot = next[i]! < n ? merges.find(ids[i]!, ids[next[i]!]!) : -1;
+      if (slot < 0) {
+        pairRank[i] = -1;
+        return;
+      }
+      pairRank[i] = merges.rankAt[slot]!;
+      pairMerged[i] = merges.mergedAt[slot]!;
+      queue.push(pairRank[i]!, i);
     };
-    for (let i = 0; i + 1 < n; i++) push(i);
-    for (let top = heap.pop(); top !== undefined; top = heap.pop()) {
-      const [, i, left, right, merged] = top;
+    for (let i = 0; i < n; i++) updatePair(i);
+    for (let rank = queue.lowestRank(); rank >= 0; rank = queue.lowestRank()) {
+      const i = queue.takeLeftmost();
+      if (pairRank[i] !== rank) continue;
       const j = next[i]!;
-      // Stale entry: a neighbour already merged away or changed.
-      if (!alive[i] || j >= n || ids[i] !== left || ids[j] !== right) continue;
-      ids[i] = merged;
-      alive[j] = 0;
+      ids[i] = pairMerged[i]!;
+      pairRank[j] = -1;
       next[i] = next[j]!;
       if (next[j]! < n) prev[next[j]!] = i;
-      if (prev[i]! >= 0) push(prev[i]!);
-      push(i);
+      if (prev[i]! >= 0) updatePair(prev[i]!);
+      updatePair(i);
     }
     const out: number[] = [];
     for (let i = 0; i < n; i = next[i]!) out.push(ids[i]!);
@@ -223,44 +237,163 @@ export class ByteLevelBpe {
   }
 }
 
-/** Min-heap of [rank, position, left, right, merged], ordered by rank then position. */
-class MinHeap {
-  private readonly items: Array<[number, number, number, number, number]> = [];
+/**
+ * The merge rules as an open-addressing hash table in typed arrays: (left id, right id) → rank and
+ * merged id. A Map keyed by left * 2^17 + right would box every key and value (they exceed small
+ * integers) and take more than twice the memory.
+ */
+class MergeTable {
+  private readonly lefts: Int32Array;
+  private readonly rights: Int32Array;
+  readonly rankAt: Int32Array;
+  readonly mergedAt: Int32Array;
+  private readonly bits: number;
 
-  push(rank: number, position: number, left: number, right: number, merged: number): void {
-    const items = this.items;
-    items.push([rank, position, left, right, merged]);
-    let i = items.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!less(items[i]!, items[parent]!)) break;
-      [items[i], items[parent]] = [items[parent]!, items[i]!];
-      i = parent;
-    }
+  constructor(rules: number) {
+    this.bits = Math.max(4, Math.ceil(Math.log2(rules / 0.6)));
+    const size = 1 << this.bits;
+    this.lefts = new Int32Array(size).fill(-1);
+    this.rights = new Int32Array(size);
+    this.rankAt = new Int32Array(size);
+    this.mergedAt = new Int32Array(size);
   }
 
-  pop(): [number, number, number, number, number] | undefined {
-    const items = this.items;
-    const top = items[0];
-    const last = items.pop();
-    if (top === undefined || last === undefined || items.length === 0) return top;
-    items[0] = last;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let smallest = i;
-      if (l < items.length && less(items[l]!, items[smallest]!)) smallest = l;
-      if (r < items.length && less(items[r]!, items[smallest]!)) smallest = r;
-      if (smallest === i) return top;
-      [items[i], items[smallest]] = [items[smallest]!, items[i]!];
-      i = smallest;
+  /** Adds a rule unless the pair already has one: the first (lowest-ranked) rule for a pair wins. */
+  add(left: number, right: number, rank: number, merged: number): void {
+    const slot = this.slotOf(left, right);
+    if (this.lefts[slot] !== -1) return;
+    this.lefts[slot] = left;
+    this.rights[slot] = right;
+    this.rankAt[slot] = rank;
+    this.mergedAt[slot] = merged;
+  }
+
+  /** The slot holding the rule for (left, right), or -1 when the pair does not merge. */
+  find(left: number, right: number): number {
+    const slot = this.slotOf(left, right);
+    return this.lefts[slot] === -1 ? -1 : slot;
+  }
+
+  /** Where (left, right) is, or the empty slot where it would go (linear probing). */
+  private slotOf(left: number, right: number): number {
+    const mask = (1 << this.bits) - 1;
+    for (let slot = (Math.imul(left, 0x9e3779b1) ^ Math.imul(right, 0x85ebca77)) >>> (32 - this.bits); ; slot = (slot + 1) & mask) {
+      const l = this.lefts[slot]!;
+      if (l === -1 || (l === left && this.rights[slot] === right)) return slot;
     }
   }
 }
 
-function less(a: readonly number[], b: readonly number[]): boolean {
-  return a[0]! < b[0]! || (a[0] === b[0] && a[1]! < b[1]!);
+/**
+ * Merge candidates in Hugging Face's order: lowest rank first, then leftmost position. Candidates are
+ * grouped by rank, and within a rank positions mostly arrive left to right (the first scan, then one
+ * merge sweeping along a run), so each rank keeps those in a plain array and only stragglers in a
+ * heap: a long run of one character costs array appends instead of millions of heap operations.
+ */
+class MergeQueue {
+  private readonly ranks = new MinHeap();
+  private readonly byRank = new Map<number, RankCandidates>();
+
+  push(rank: number, position: number): void {
+    const candidates = this.byRank.get(rank);
+    if (candidates !== undefined) return candidates.push(position);
+    this.byRank.set(rank, new RankCandidates(position));
+    this.ranks.push(rank);
+  }
+
+  /** The lowest rank with a candidate left, or -1 when there is none. */
+  lowestRank(): number {
+    return this.ranks.size > 0 ? this.ranks.peek() : -1;
+  }
+
+  /** Removes and returns the leftmost candidate of lowestRank(). */
+  takeLeftmost(): number {
+    const rank = this.ranks.peek();
+    const candidates = this.byRank.get(rank)!;
+    const position = candidates.takeLeftmost();
+    if (candidates.isEmpty()) {
+      this.byRank.delete(rank);
+      this.ranks.pop();
+    }
+    return position;
+  }
+}
+
+/** One rank's candidate positions: those that arrived in order, and a heap for the others. */
+class RankCandidates {
+  private readonly inOrder: number[];
+  private head = 0;
+  private tail = 1;
+  private stragglers: MinHeap | undefined;
+
+  constructor(first: number) {
+    this.inOrder = [first];
+  }
+
+  isEmpty(): boolean {
+    return this.head === this.tail && (this.stragglers === undefined || this.stragglers.size === 0);
+  }
+
+  push(position: number): void {
+    if (this.head === this.tail) this.head = this.tail = 0;
+    if (this.tail === 0 || position >= this.inOrder[this.tail - 1]!) this.inOrder[this.tail++] = position;
+    else (this.stragglers ??= new MinHeap()).push(position);
+  }
+
+  takeLeftmost(): number {
+    const stragglers = this.stragglers;
+    if (stragglers !== undefined && stragglers.size > 0 && (this.head === this.tail || stragglers.peek() < this.inOrder[this.head]!)) {
+      return stragglers.pop();
+    }
+    return this.inOrder[this.head++]!;
+  }
+}
+
+/** A min-heap of numbers in a growable typed array. */
+class MinHeap {
+  private items = new Float64Array(16);
+  size = 0;
+
+  /** The smallest value; only when size > 0. */
+  peek(): number {
+    return this.items[0]!;
+  }
+
+  push(value: number): void {
+    if (this.size === this.items.length) {
+      const grown = new Float64Array(this.items.length * 2);
+      grown.set(this.items);
+      this.items = grown;
+    }
+    const items = this.items;
+    let i = this.size++;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (items[parent]! <= value) break;
+      items[i] = items[parent]!;
+      i = parent;
+    }
+    items[i] = value;
+  }
+
+  /** Removes and returns the smallest value; only when size > 0. */
+  pop(): number {
+    const items = this.items;
+    const top = items[0]!;
+    const last = items[--this.size]!;
+    const size = this.size;
+    let i = 0;
+    for (;;) {
+      let child = 2 * i + 1;
+      if (child >= size) break;
+      if (child + 1 < size && items[child + 1]! < items[child]!) child++;
+      if (items[child]! >= last) break;
+      items[i] = items[child]!;
+      i = child;
+    }
+    items[i] = last;
+    return top;
+  }
 }
 
 function splitMerge(merge: string): [string, string] {

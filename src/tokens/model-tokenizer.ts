@@ -1,5 +1,6 @@
 import type { Prompt } from '../openai/prompt.js';
 import { ChatTemplate, ChatTemplateError } from './chat-template.js';
+import { pythonStrip } from './python-strings.js';
 import type { TextTokenizer } from './text-tokenizer.js';
 
 /** The texts a prompt is tokenized as, plus token ids the request gave directly. */
@@ -39,7 +40,7 @@ export class ModelTokenizer {
 /** transformers' continue_final_message: the rendering ends right after the last message's text. */
 function cutAfterFinalMessage(rendered: string, messages: unknown): string {
   const last = (messages as Array<{ content?: unknown }>).at(-1)?.content;
-  const text = typeof last === 'string' ? last.trim() : '';
+  const text = typeof last === 'string' ? pythonStrip(last) : '';
   const at = text ? rendered.lastIndexOf(text) : -1;
   if (at < 0) throw new ChatTemplateError('continue_final_message: the final message does not appear in the rendered prompt');
   return rendered.slice(0, at + text.length);

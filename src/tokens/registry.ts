@@ -2,11 +2,11 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { ConfigSnapshot } from '../config/snapshot.js';
 import { BadRequestError, type OpenAIRequest } from '../openai/request.js';
-import { promptOf } from '../openai/prompt.js';
+import { promptOf, type Prompt } from '../openai/prompt.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { ChatTemplate, ChatTemplateError } from './chat-template.js';
-import type { CountTask } from './count-worker.js';
+import type { CountResult, CountTask } from './count-worker.js';
 import type { PromptTokenCounter } from './counter.js';
 import { TokenizerUnavailableError } from './errors.js';
 import { ModelTokenizer, templateSourceOf } from './model-tokenizer.js';
@@ -22,6 +22,14 @@ import {
 import { readTokenizerFiles, textTokenizerFrom, type TextTokenizer } from './text-tokenizer.js';
 
 type Loaded = { readonly files: TokenizerFiles; readonly text: TextTokenizer; readonly config: Record<string, unknown> };
+
+/** A model ready to count: on this thread, or (the same files and template) on a worker. */
+interface LoadedModel {
+  readonly tokenizer: ModelTokenizer;
+  readonly files: TokenizerFiles;
+  readonly chatTemplate: string | undefined;
+  readonly templateTimeZone: string;
+}
 
 /** Parsed tokenizers by file, shared by every registry in the process (models often share one). */
 const loadedTokenizers = new Map<string, Promise<Loaded>>();
@@ -57,8 +65,8 @@ export interface RegistryOptions {
  * other model keeps working. Implements exact prompt counting for the gatekeeper and /v1/tokenize.
  */
 export class TokenizerRegistry implements PromptTokenCounter {
-  private models = new Map<string, Promise<{ tokenizer: ModelTokenizer; files: TokenizerFiles }>>();
-  private readonly pool: Piscina<CountTask, number> | undefined;
+  private models = new Map<string, Promise<LoadedModel>>();
+  private readonly pool: Piscina<CountTask, CountResult> | undefined;
   private threshold = 0;
   private readonly hub: HubOptions;
 
@@ -71,7 +79,7 @@ export class TokenizerRegistry implements PromptTokenCounter {
     const { workers } = config.settings.tokenization;
     this.pool =
       workers > 0
-        ? new Piscina<CountTask, number>({
+        ? new Piscina<CountTask, CountResult>({
             filename: fileURLToPath(options.workerScript ?? new URL('./count-worker.js', import.meta.url)),
             minThreads: 0,
             maxThreads: workers,
@@ -90,10 +98,10 @@ export class TokenizerRegistry implements PromptTokenCounter {
       const settings = config.settings.models[model]!;
       const source = settings.tokenizer ?? DEFAULT_TOKENIZER_SOURCE;
       const tokenizer = loadTokenizer(source, this.hub).then(
-        (loaded) => {
-          const templateSource = settings.chatTemplate ?? templateSourceOf(loaded.config);
-          const template = templateSource === undefined ? undefined : new ChatTemplate(templateSource, templateTimeZone, this.options.clock);
-          return { tokenizer: new ModelTokenizer(loaded.text, template, loaded.config), files: loaded.files };
+        (loaded): LoadedModel => {
+          const chatTemplate = settings.chatTemplate ?? templateSourceOf(loaded.config);
+          const template = chatTemplate === undefined ? undefined : new ChatTemplate(chatTemplate, templateTimeZone, this.options.clock);
+          return { tokenizer: new ModelTokenizer(loaded.text, template, loaded.config), files: loaded.files, chatTemplate, templateTimeZone };
         },
         (err: Error) => {
           this.options.logger.error({ model, tokenizer: describeSource(source), err: err.message }, 'tokenizer unavailable');
@@ -111,32 +119,71 @@ export class TokenizerRegistry implements PromptTokenCounter {
     await Promise.allSettled(this.models.values());
   }
 
-  /** Exactly the prompt_tokens vLLM will report for this request. */
+  /**
+   * Exactly the prompt_tokens vLLM will report for this request. A large prompt is rendered (chat)
+   * and counted on a worker thread, so it does not hold up other requests' Checks.
+   */
   async count(model: string, request: OpenAIRequest): Promise<number> {
     const loading = this.models.get(model);
     if (loading === undefined) throw new TokenizerUnavailableError(`Model '${model}' is not configured.`);
     const prompt = promptOf(request);
-    const { tokenizer, files } = await loading;
-    let promptText;
-    try {
-      promptText = tokenizer.promptText(prompt);
-    } catch (err) {
-      if (err instanceof ChatTemplateError) throw new BadRequestError(err.message, 'messages');
-      throw err;
-    }
-    const bytes = promptText.texts.reduce((sum, t) => sum + Buffer.byteLength(t, 'utf8'), 0);
-    const onWorker = this.pool !== undefined && bytes > this.threshold;
+    const loaded = await loading;
+    const onWorker = this.pool !== undefined && promptLargerThan(prompt, this.threshold);
     const stopTimer = this.options.metrics?.tokenizeDuration.startTimer({ thread: onWorker ? 'worker' : 'main' });
     try {
-      if (!onWorker) return tokenizer.count(promptText);
-      const counted = await this.pool!.run({ files, texts: promptText.texts, addSpecialTokens: promptText.addSpecialTokens });
-      return counted + promptText.tokenIds;
+      return onWorker ? await this.countOnWorker(this.pool!, loaded, prompt) : countHere(loaded.tokenizer, prompt);
     } finally {
       stopTimer?.();
     }
   }
 
+  private async countOnWorker(pool: Piscina<CountTask, CountResult>, loaded: LoadedModel, prompt: Prompt): Promise<number> {
+    const { files, chatTemplate, templateTimeZone } = loaded;
+    const nowMs = (this.options.clock ?? Date.now)();
+    const result = await pool.run({ files, chatTemplate, templateTimeZone, nowMs, prompt });
+    if (result.kind === 'refused') throw new BadRequestError(result.message, 'messages');
+    return result.tokens;
+  }
+
   async close(): Promise<void> {
     await this.pool?.destroy();
   }
+}
+
+function countHere(tokenizer: ModelTokenizer, prompt: Prompt): number {
+  try {
+    return tokenizer.count(tokenizer.promptText(prompt));
+  } catch (err) {
+    if (err instanceof ChatTemplateError) throw new BadRequestError(err.message, 'messages');
+    throw err;
+  }
+}
+
+/**
+ * Whether the prompt material is larger than `bytes`, measured as the UTF-8 size of its JSON: a chat
+ * request's template variables (what rendering walks), a completion's texts. The counter gets the
+ * parsed request, not the body, and this is the same order as the body's size, known before rendering.
+ * The walk stops once it passes `bytes`, so a small prompt costs microseconds.
+ */
+function promptLargerThan(prompt: Prompt, bytes: number): boolean {
+  const pending: unknown[] = prompt.kind === 'chat' ? [prompt.templateVariables] : [...prompt.texts];
+  let size = 0;
+  while (pending.length > 0 && size <= bytes) {
+    const value = pending.pop();
+    if (typeof value === 'string') {
+      size += Buffer.byteLength(value, 'utf8') + 2;
+    } else if (Array.isArray(value)) {
+      size += 2;
+      for (const item of value) pending.push(item);
+    } else if (value !== null && typeof value === 'object') {
+      size += 2;
+      for (const [key, item] of Object.entries(value)) {
+        size += Buffer.byteLength(key, 'utf8') + 3;
+        pending.push(item);
+      }
+    } else {
+      size += 4; // a number, boolean or null
+    }
+  }
+  return size > bytes;
 }
