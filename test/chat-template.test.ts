@@ -12,7 +12,7 @@ const model = new ModelTokenizer(textTokenizerFrom(llamaTokenizerJson, llamaToke
 
 const render = (body: object) => {
   const prompt = model.promptText(promptOf(parseOpenAIRequest(JSON.stringify({ model: 'm', ...body }), '/v1/chat/completions')));
-  return prompt.texts[0];
+  return prompt.text.texts[0];
 };
 
 // The Llama 3.2 Instruct prompt format as Meta documents it: a system header always, with the

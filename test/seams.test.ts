@@ -138,6 +138,18 @@ describe.each(['memory', 'redis'] as const)('seams (%s store)', (storeKind) => {
     });
   });
 
+  it('reserves nothing for a Check the client cancelled (Envoy resets the stream when its client goes away)', async () => {
+    const big = { model: 'open', messages: [{ role: 'user', content: Array.from({ length: 20_000 }, (_, i) => `line ${i} of another long prompt.`).join(' ') }] };
+    const body = JSON.stringify(big);
+    t.app.setConfig((await import('../src/config/load.js')).parseLimitsYaml(CONFIG + `maxBodyBytes: ${body.length + 1000}\nadmin: { tokenSha256: "${sha('test-admin-token')}" }\n`, 'bigger bodies'));
+    const controller = new AbortController();
+    const checking = t.envoy.check({ headers: { 'x-user-id': 'u9' }, body, signal: controller.signal });
+    setTimeout(() => controller.abort(), 5);
+    await expect(checking).rejects.toMatchObject({ code: 1 });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await usage('u9', 'open')).toEqual({ tokens: 0, requests: 0, leases: 0 });
+  });
+
   describe('usage is private', () => {
     it('answers the admin and the user\'s own key, nobody else', async () => {
       const get = (path: string, key?: string) => fetch(`${t.http}${path}`, key ? { headers: { authorization: `Bearer ${key}` } } : {});

@@ -73,11 +73,11 @@ export class Gatekeeper {
   ) {}
 
   /**
-   * `signal` aborts when the caller gives up: before the reservation nothing is reserved, and a
-   * reservation that raced the abort is taken back, so an abandoned Check costs nothing.
+   * `abandoned` says whether the caller has given up: before the reservation nothing is reserved, and
+   * a reservation that raced it is taken back, so an abandoned Check costs nothing.
    */
-  async decide(request: RequestView, signal?: AbortSignal): Promise<Verdict> {
-    const verdict = await this.decideUncounted(request, signal);
+  async decide(request: RequestView, abandoned: () => boolean = () => false): Promise<Verdict> {
+    const verdict = await this.decideUncounted(request, abandoned);
     const { metrics, logger } = this.deps;
     if (verdict.kind === 'allow') {
       metrics.decisions.inc({ result: 'allowed', reason: verdict.charge ? 'within_limits' : 'uncharged' });
@@ -95,7 +95,7 @@ export class Gatekeeper {
     return storeUnavailableVerdict();
   }
 
-  private async decideUncounted(request: RequestView, signal: AbortSignal | undefined): Promise<Verdict> {
+  private async decideUncounted(request: RequestView, abandoned: () => boolean): Promise<Verdict> {
     const config = this.deps.config();
     if (this.deps.configured && !this.deps.configured()) return this.storeUnavailable(config, new StoreUnavailableError('no limits configuration yet'));
     const identity = identify({ headers: request.headers, filterMetadata: request.filterMetadata }, config);
@@ -171,7 +171,7 @@ export class Gatekeeper {
       return { kind: 'deny', status: 400, reason: 'context_length_exceeded', body: err.body, headers: { 'content-type': 'application/json' } };
     }
 
-    if (signal?.aborted) throw new AbandonedError('the caller went away before the reservation');
+    if (abandoned()) throw new AbandonedError('the caller went away before the reservation');
     let admission: Admission;
     try {
       admission = await this.deps.engine.admit({ user, groups: identity.groups, model, tokens, promptTokens, requestId: request.headers.get('x-request-id') });
@@ -181,7 +181,7 @@ export class Gatekeeper {
       this.deps.logger.warn({ err: err.message, failOpen: config.settings.failOpen }, 'quota store unavailable');
       return this.storeUnavailable(config, err);
     }
-    if (admission.admitted && signal?.aborted) {
+    if (admission.admitted && abandoned()) {
       await this.deps.engine.cancel({ user, model }, admission.reservationId, admission.attempt).catch((err: unknown) =>
         this.deps.logger.warn({ err: (err as Error).message }, 'could not take back an abandoned reservation; it expires by itself'),
       );

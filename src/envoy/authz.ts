@@ -102,9 +102,8 @@ export function authorizationHandlers(gatekeeper: Gatekeeper, metrics: Metrics, 
   return {
     Check(call: grpc.ServerUnaryCall<CheckRequest, object>, callback: grpc.sendUnaryData<object>) {
       const stopTimer = metrics.checkDuration.startTimer();
-      const abandoned = abandonSignal(call);
       gatekeeper
-        .decide(checkRequestToView(call.request), abandoned.signal)
+        .decide(checkRequestToView(call.request), abandonedCheck(call))
         .then((verdict) => callback(null, verdictToCheckResponse(verdict)))
         .catch((err: unknown) => {
           if (err instanceof AbandonedError) {
@@ -119,27 +118,14 @@ export function authorizationHandlers(gatekeeper: Gatekeeper, metrics: Metrics, 
           metrics.decisions.inc({ result: 'denied', reason: 'internal' });
           callback(null, verdictToCheckResponse(INTERNAL_ERROR_VERDICT));
         })
-        .finally(() => {
-          abandoned.dispose();
-          stopTimer();
-        });
+        .finally(stopTimer);
     },
   };
 }
 
-/** Aborts when the client cancels the call or its deadline passes. */
-function abandonSignal(call: grpc.ServerUnaryCall<unknown, unknown>): { signal: AbortSignal; dispose(): void } {
-  const controller = new AbortController();
-  const abort = () => controller.abort();
-  call.on('cancelled', abort);
+/** Whether the client has cancelled the call or its deadline has passed (asked, not listened for: no timer per Check). */
+function abandonedCheck(call: grpc.ServerUnaryCall<unknown, unknown>): () => boolean {
   const deadline = call.getDeadline();
   const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
-  const timer = Number.isFinite(deadlineMs) ? setTimeout(abort, Math.max(0, deadlineMs - Date.now())) : undefined;
-  return {
-    signal: controller.signal,
-    dispose() {
-      clearTimeout(timer);
-      call.off('cancelled', abort);
-    },
-  };
+  return () => call.cancelled || Date.now() >= deadlineMs;
 }

@@ -23,6 +23,8 @@ export interface ClientRequest {
   metadataContext?: Record<string, ProtoStruct>;
   /** The gRPC deadline, as Envoy's ext_authz timeout sets it (default 10 s). */
   timeoutMs?: number;
+  /** Cancels the call when aborted, as Envoy does when the client goes away during the Check. */
+  signal?: AbortSignal;
 }
 
 export interface EnvoyOutcome {
@@ -66,6 +68,55 @@ type AuthorizationClient = grpc.Client & {
   ): grpc.ClientUnaryCall;
 };
 
+/** The CheckRequest Envoy's ext_authz filter would send for a client request (with_request_body). */
+export function buildCheckRequest(request: ClientRequest): { checkRequest: object; requestId: string } {
+  const requestId = request.requestId ?? randomUUID();
+  const method = request.method ?? 'POST';
+  const path = request.path ?? '/v1/chat/completions';
+  const bodyBytes =
+    request.body === undefined
+      ? Buffer.alloc(0)
+      : Buffer.isBuffer(request.body)
+        ? request.body
+        : Buffer.from(typeof request.body === 'string' ? request.body : JSON.stringify(request.body));
+  const headers: Record<string, string> = {
+    ':method': method,
+    ':path': path,
+    ':authority': 'models.example',
+    ':scheme': 'http',
+    'x-request-id': requestId,
+    'x-forwarded-proto': 'http',
+    ...(bodyBytes.length ? { 'content-type': 'application/json', 'content-length': String(bodyBytes.length) } : {}),
+    ...Object.fromEntries(Object.entries(request.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])),
+  };
+  const http: Record<string, unknown> = {
+    id: String(Math.floor(Math.random() * 1e9)),
+    method,
+    path,
+    host: 'models.example',
+    scheme: 'http',
+    protocol: 'HTTP/1.1',
+    size: String(bodyBytes.length),
+  };
+  if (request.rawHeaders) {
+    http['header_map'] = { headers: Object.entries(headers).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) };
+  } else {
+    http['headers'] = headers;
+  }
+  if (bodyBytes.length) {
+    if (request.packAsBytes) http['raw_body'] = bodyBytes;
+    else http['body'] = bodyBytes.toString('utf8');
+  }
+  const checkRequest = {
+    attributes: {
+      source: { address: { socket_address: { address: '10.0.0.7', port_value: 51234 } } },
+      request: { time: { seconds: String(Math.floor(Date.now() / 1000)) }, http },
+      ...(request.metadataContext ? { metadata_context: { filter_metadata: request.metadataContext } } : {}),
+    },
+  };
+  return { checkRequest, requestId };
+}
+
 export class EnvoyCheckClient {
   private readonly client: AuthorizationClient;
 
@@ -83,54 +134,11 @@ export class EnvoyCheckClient {
 
   /** Sends the Check; rejects with the gRPC error if the call itself fails. */
   async check(request: ClientRequest): Promise<EnvoyOutcome> {
-    const requestId = request.requestId ?? randomUUID();
-    const method = request.method ?? 'POST';
-    const path = request.path ?? '/v1/chat/completions';
-    const bodyBytes =
-      request.body === undefined
-        ? Buffer.alloc(0)
-        : Buffer.isBuffer(request.body)
-          ? request.body
-          : Buffer.from(typeof request.body === 'string' ? request.body : JSON.stringify(request.body));
-    const headers: Record<string, string> = {
-      ':method': method,
-      ':path': path,
-      ':authority': 'models.example',
-      ':scheme': 'http',
-      'x-request-id': requestId,
-      'x-forwarded-proto': 'http',
-      ...(bodyBytes.length ? { 'content-type': 'application/json', 'content-length': String(bodyBytes.length) } : {}),
-      ...Object.fromEntries(Object.entries(request.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])),
-    };
-    const http: Record<string, unknown> = {
-      id: String(Math.floor(Math.random() * 1e9)),
-      method,
-      path,
-      host: 'models.example',
-      scheme: 'http',
-      protocol: 'HTTP/1.1',
-      size: String(bodyBytes.length),
-    };
-    if (request.rawHeaders) {
-      http['header_map'] = { headers: Object.entries(headers).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) };
-    } else {
-      http['headers'] = headers;
-    }
-    if (bodyBytes.length) {
-      if (request.packAsBytes) http['raw_body'] = bodyBytes;
-      else http['body'] = bodyBytes.toString('utf8');
-    }
-    const checkRequest = {
-      attributes: {
-        source: { address: { socket_address: { address: '10.0.0.7', port_value: 51234 } } },
-        request: { time: { seconds: String(Math.floor(Date.now() / 1000)) }, http },
-        ...(request.metadataContext ? { metadata_context: { filter_metadata: request.metadataContext } } : {}),
-      },
-    };
-    const response = await new Promise<CheckResponse>((resolve, reject) =>
-      this.client.Check(checkRequest, { deadline: Date.now() + (request.timeoutMs ?? 10_000) }, (err, res) => (err ? reject(err) : resolve(res)),
-      ),
-    );
+    const { checkRequest, requestId } = buildCheckRequest(request);
+    const response = await new Promise<CheckResponse>((resolve, reject) => {
+      const call = this.client.Check(checkRequest, { deadline: Date.now() + (request.timeoutMs ?? 10_000) }, (err, res) => (err ? reject(err) : resolve(res)));
+      request.signal?.addEventListener('abort', () => call.cancel(), { once: true });
+    });
     const code = response.status?.code ?? 0;
     const metadata = fromStruct(response.dynamic_metadata);
     if (code === 0) {

@@ -1,4 +1,6 @@
+import { hash } from 'node:crypto';
 import { UnsupportedTokenizerError } from './errors.js';
+import { GenerationalCache } from './generational-cache.js';
 import { jsRegexFromPattern } from './pattern.js';
 
 /** The subset of a Hugging Face tokenizer.json that the fast path understands. */
@@ -21,6 +23,10 @@ export interface TokenizerJson {
 
 /** How many distinct pre-tokens each cache generation holds (two generations: at most twice this). */
 const CACHE_GENERATION_SIZE = 100_000;
+/** How many segment counts each generation holds (a key is a 27-character digest). */
+const SEGMENT_CACHE_GENERATION_SIZE = 50_000;
+/** Shorter segments are counted directly: hashing them would cost as much. */
+const MIN_CACHED_SEGMENT_LENGTH = 64;
 /** Longer pre-tokens are not cached: they rarely repeat and would pin memory. */
 const MAX_CACHED_PIECE_LENGTH = 64;
 /** Above this many bytes a pre-token is merged through a queue of candidates instead of rescanning all pairs. */
@@ -45,8 +51,10 @@ export class ByteLevelBpe {
   private readonly addedIds = new Map<string, number>();
   private readonly prefixIds: number[];
   private readonly suffixIds: number[];
-  private cache = new Map<string, readonly number[]>();
-  private previousCache = new Map<string, readonly number[]>();
+  /** Token counts of pre-tokens seen before (short ones only: they repeat; long ones rarely do). */
+  private readonly pieceCounts = new GenerationalCache<number>(CACHE_GENERATION_SIZE);
+  /** Token counts of whole segments (text between added tokens) by SHA-1. */
+  private readonly segmentCounts = new GenerationalCache<number>(SEGMENT_CACHE_GENERATION_SIZE);
   private readonly encoder = new TextEncoder();
 
   constructor(json: TokenizerJson) {
@@ -111,59 +119,77 @@ export class ByteLevelBpe {
   /** Token ids for `text`; with addSpecialTokens, the post-processor's single-sequence template too. */
   encode(text: string, addSpecialTokens: boolean): number[] {
     const ids: number[] = addSpecialTokens ? [...this.prefixIds] : [];
-    this.forEachPiece(text, (piece) => {
-      for (const id of piece) ids.push(id);
+    this.forEachSegment(text, (segment, addedId) => {
+      if (segment !== undefined) {
+        const splitter = this.splitter;
+        splitter.lastIndex = 0;
+        for (let match = splitter.exec(segment); match !== null; match = splitter.exec(segment)) ids.push(...this.pieceIds(match[0]));
+      } else {
+        ids.push(addedId!);
+      }
     });
     if (addSpecialTokens) ids.push(...this.suffixIds);
     return ids;
   }
 
-  /** The length `encode` would return, without building the id array. */
+  /**
+   * The length `encode` would return, without building the id array. The text between two added
+   * (special) tokens is tokenized independently of everything around it — added tokens are split out
+   * before pre-tokenization — so the count of a segment seen before (an earlier turn of a
+   * conversation, a system prompt) is looked up by its SHA-1 instead of being tokenized again.
+   */
   count(text: string, addSpecialTokens: boolean): number {
     let total = addSpecialTokens ? this.prefixIds.length + this.suffixIds.length : 0;
-    this.forEachPiece(text, (piece) => {
-      total += piece.length;
+    this.forEachSegment(text, (segment) => {
+      total += segment === undefined ? 1 : this.segmentCount(segment);
     });
     return total;
   }
 
-  private forEachPiece(text: string, visit: (ids: readonly number[]) => void): void {
-    if (this.addedTokens === undefined) return this.forEachPreToken(text, visit);
+  /** Visits the text between added tokens (a segment) and each added token (segment undefined, its id). */
+  private forEachSegment(text: string, visit: (segment: string | undefined, addedId?: number) => void): void {
+    if (this.addedTokens === undefined) return visit(text);
     const added = this.addedTokens;
     added.lastIndex = 0;
     let start = 0;
     for (let match = added.exec(text); match !== null; match = added.exec(text)) {
-      if (match.index > start) this.forEachPreToken(text.slice(start, match.index), visit);
-      visit([this.addedIds.get(match[0])!]);
+      if (match.index > start) visit(text.slice(start, match.index));
+      visit(undefined, this.addedIds.get(match[0])!);
       start = match.index + match[0].length;
     }
-    if (start < text.length) this.forEachPreToken(start === 0 ? text : text.slice(start), visit);
+    if (start < text.length) visit(start === 0 ? text : text.slice(start));
   }
 
-  private forEachPreToken(text: string, visit: (ids: readonly number[]) => void): void {
+  private segmentCount(segment: string): number {
+    if (segment.length < MIN_CACHED_SEGMENT_LENGTH) return this.countPieces(segment);
+    const key = hash('sha1', segment, 'base64');
+    let count = this.segmentCounts.get(key);
+    if (count === undefined) {
+      count = this.countPieces(segment);
+      this.segmentCounts.set(key, count);
+    }
+    return count;
+  }
+
+  private countPieces(segment: string): number {
     const splitter = this.splitter;
     splitter.lastIndex = 0;
-    for (let match = splitter.exec(text); match !== null; match = splitter.exec(text)) {
-      visit(this.piece(match[0]));
+    let total = 0;
+    for (let match = splitter.exec(segment); match !== null; match = splitter.exec(segment)) {
+      const piece = match[0];
+      let count = this.pieceCounts.get(piece);
+      if (count === undefined) {
+        count = this.pieceIds(piece).length;
+        if (piece.length <= MAX_CACHED_PIECE_LENGTH) this.pieceCounts.set(piece, count);
+      }
+      total += count;
     }
+    return total;
   }
 
-  private piece(piece: string): readonly number[] {
-    let ids = this.cache.get(piece);
-    if (ids !== undefined) return ids;
-    ids = this.previousCache.get(piece);
-    if (ids === undefined) {
-      const whole = this.ignoreMerges ? this.wholeTokens.get(piece) : undefined;
-      ids = whole !== undefined ? [whole] : this.merge(this.encoder.encode(piece));
-    }
-    if (piece.length <= MAX_CACHED_PIECE_LENGTH) {
-      if (this.cache.size >= CACHE_GENERATION_SIZE) {
-        this.previousCache = this.cache;
-        this.cache = new Map();
-      }
-      this.cache.set(piece, ids);
-    }
-    return ids;
+  private pieceIds(piece: string): readonly number[] {
+    const whole = this.ignoreMerges ? this.wholeTokens.get(piece) : undefined;
+    return whole !== undefined ? [whole] : this.merge(this.encoder.encode(piece));
   }
 
   private merge(bytes: Uint8Array): number[] {

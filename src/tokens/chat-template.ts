@@ -16,8 +16,13 @@ export type Clock = () => number;
  * strftime_now reads `clock` in `timeZone` with English (C locale) names, as Python's strftime does
  * on a model server running in UTC, instead of this process's own zone and locale.
  */
+/** What a rendering read of the clock: strftime_now's format and what it printed. */
+export type ClockReads = ReadonlyArray<readonly [format: string, printed: string]>;
+
 export class ChatTemplate {
   private readonly parsed: Template['parsed'];
+  /** strftime_now's results within the current second (formatting a zoned time is costly). */
+  private printedThisSecond = { second: NaN, byFormat: new Map<string, string>() };
 
   constructor(
     source: string,
@@ -32,6 +37,12 @@ export class ChatTemplate {
   }
 
   render(variables: Readonly<Record<string, unknown>>): string {
+    return this.renderReadingClock(variables).text;
+  }
+
+  /** The rendering, and every strftime_now it called: the same variables render the same while those print the same. */
+  renderReadingClock(variables: Readonly<Record<string, unknown>>): { text: string; clockReads: ClockReads } {
+    const clockReads: Array<[string, string]> = [];
     const env = new Environment();
     const globals: Record<string, unknown> = {
       false: false,
@@ -44,15 +55,36 @@ export class ChatTemplate {
       raise_exception: (message: unknown) => {
         throw new ChatTemplateError(String(message));
       },
-      strftime_now: (format: unknown) => strftime(this.clock(), String(format), this.timeZone),
+      strftime_now: (format: unknown) => {
+        const printed = this.strftimeNow(String(format));
+        clockReads.push([String(format), printed]);
+        return printed;
+      },
     };
     for (const [name, value] of Object.entries({ ...globals, ...variables })) env.set(name, value);
     try {
-      return new PythonJinjaInterpreter(env).run(this.parsed).value as string;
+      return { text: new PythonJinjaInterpreter(env).run(this.parsed).value as string, clockReads };
     } catch (err) {
       if (err instanceof ChatTemplateError) throw err;
       throw new ChatTemplateError(`chat template failed: ${(err as Error).message}`);
     }
+  }
+
+  /** Whether strftime_now would print now what it printed for an earlier rendering. */
+  clockReadsHold(reads: ClockReads): boolean {
+    return reads.every(([format, printed]) => this.strftimeNow(format) === printed);
+  }
+
+  private strftimeNow(format: string): string {
+    const now = this.clock();
+    const second = Math.floor(now / 1000);
+    if (this.printedThisSecond.second !== second) this.printedThisSecond = { second, byFormat: new Map() };
+    let printed = this.printedThisSecond.byFormat.get(format);
+    if (printed === undefined) {
+      printed = strftime(now, format, this.timeZone);
+      this.printedThisSecond.byFormat.set(format, printed);
+    }
+    return printed;
   }
 }
 

@@ -31,7 +31,7 @@ export default function countPrompt(task: CountTask): CountResult {
   const tokenizer = modelTokenizerFor(task);
   taskNowMs = task.nowMs;
   try {
-    return { kind: 'counted', tokens: tokenizer.count(tokenizer.promptText(task.prompt)) };
+    return { kind: 'counted', tokens: tokenizer.countPrompt(task.prompt) };
   } catch (err) {
     if (err instanceof ChatTemplateError) return { kind: 'refused', message: err.message };
     throw err;

@@ -1,5 +1,7 @@
 import type { Prompt } from '../openai/prompt.js';
-import { ChatTemplate, ChatTemplateError } from './chat-template.js';
+import { hash } from 'node:crypto';
+import { ChatTemplate, ChatTemplateError, type ClockReads } from './chat-template.js';
+import { GenerationalCache } from './generational-cache.js';
 import { pythonStrip } from './python-strings.js';
 import type { TextTokenizer } from './text-tokenizer.js';
 
@@ -10,9 +12,14 @@ export interface PromptText {
   readonly tokenIds: number;
 }
 
+/** How many whole-prompt counts each cache generation holds. */
+const PROMPT_CACHE_GENERATION_SIZE = 20_000;
+
 /** One model's tokenizer and chat template: a prompt in, the exact prompt token count out. */
 export class ModelTokenizer {
   private readonly specialTokens: Record<string, string>;
+  /** Counts of whole prompts seen before, by SHA-1 of the prompt, with the clock readings their rendering made. */
+  private readonly promptCounts = new GenerationalCache<{ readonly tokens: number; readonly clockReads: ClockReads }>(PROMPT_CACHE_GENERATION_SIZE);
 
   constructor(
     readonly text: TextTokenizer,
@@ -22,14 +29,30 @@ export class ModelTokenizer {
     this.specialTokens = specialTokensOf(tokenizerConfig);
   }
 
-  promptText(prompt: Prompt): PromptText {
-    if (prompt.kind === 'completion') return prompt;
+  /**
+   * The exact prompt tokens of a prompt. A prompt seen before (a client retrying, a benchmark, a
+   * shared prompt) is not rendered again as long as every strftime_now its rendering called still
+   * prints the same: the rendering is a function of the prompt and those readings alone.
+   */
+  countPrompt(prompt: Prompt): number {
+    const key = hash('sha1', JSON.stringify(prompt), 'base64');
+    const known = this.promptCounts.get(key);
+    if (known !== undefined && (known.clockReads.length === 0 || this.template!.clockReadsHold(known.clockReads))) return known.tokens;
+    const { text, clockReads } = this.promptText(prompt);
+    const tokens = this.count(text);
+    this.promptCounts.set(key, { tokens, clockReads });
+    return tokens;
+  }
+
+  promptText(prompt: Prompt): { text: PromptText; clockReads: ClockReads } {
+    if (prompt.kind === 'completion') return { text: prompt, clockReads: [] };
     if (this.template === undefined) {
       throw new ChatTemplateError('this model has no chat template; use /v1/completions or configure chatTemplate');
     }
-    let rendered = this.template.render({ ...this.specialTokens, ...prompt.templateVariables });
+    const rendering = this.template.renderReadingClock({ ...this.specialTokens, ...prompt.templateVariables });
+    let rendered = rendering.text;
     if (prompt.continueFinalMessage) rendered = cutAfterFinalMessage(rendered, prompt.templateVariables['messages']);
-    return { texts: [rendered], addSpecialTokens: prompt.addSpecialTokens, tokenIds: 0 };
+    return { text: { texts: [rendered], addSpecialTokens: prompt.addSpecialTokens, tokenIds: 0 }, clockReads: rendering.clockReads };
   }
 
   count(promptText: PromptText): number {

@@ -152,7 +152,7 @@ export class TokenizerRegistry implements PromptTokenCounter {
 
 function countHere(tokenizer: ModelTokenizer, prompt: Prompt): number {
   try {
-    return tokenizer.count(tokenizer.promptText(prompt));
+    return tokenizer.countPrompt(prompt);
   } catch (err) {
     if (err instanceof ChatTemplateError) throw new BadRequestError(err.message, 'messages');
     throw err;
