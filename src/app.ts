@@ -3,7 +3,7 @@ import { Gatekeeper } from './admission/gatekeeper.js';
 import type { ConfigSnapshot } from './config/snapshot.js';
 import { startGrpcServer, type GrpcServer } from './envoy/server.js';
 import { startHttpServer, type HttpServer } from './http/server.js';
-import { KubeController, type KubeControllerOptions } from './kube/controller.js';
+import type { KubeControllerOptions } from './kube/controller.js';
 import { QuotaEngine, type Clock } from './quota/engine.js';
 import { MemoryStore } from './quota/memory-store.js';
 import { RedisStore, redactUrl } from './quota/redis-store.js';
@@ -58,7 +58,10 @@ export async function startApp(options: AppOptions): Promise<App> {
     tokenizers.configure(next);
     config = next;
   };
-  const kube = options.kube ? new KubeController({ ...options.kube, apply: setConfig, logger, metrics }) : undefined;
+  // Loaded only with --kube: @kubernetes/client-node alone adds ~80 MB to the process.
+  const kube = options.kube
+    ? new (await import('./kube/controller.js')).KubeController({ ...options.kube, apply: setConfig, logger, metrics })
+    : undefined;
   const gatekeeper = new Gatekeeper({
     config: currentConfig,
     engine,

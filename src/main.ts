@@ -2,7 +2,6 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { KubeConfig } from '@kubernetes/client-node';
 import { startApp } from './app.js';
 import { loadLimitsFile, parseLimitsYaml } from './config/load.js';
 import { createLogger } from './telemetry/logger.js';
@@ -59,7 +58,7 @@ async function main(): Promise<void> {
     store: storeKind === 'redis' ? { kind: 'redis', url: redisUrl! } : { kind: 'memory' },
     logger,
     processMetrics: true,
-    ...(kube ? { kube: kubeOptions(values.namespace, values.configmap) } : {}),
+    ...(kube ? { kube: await kubeOptions(values.namespace, values.configmap) } : {}),
   });
 
   if (!kube) process.on('SIGHUP', () => {
@@ -85,7 +84,8 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
-function kubeOptions(namespaceFlag: string | undefined, configMapFlag: string | undefined) {
+async function kubeOptions(namespaceFlag: string | undefined, configMapFlag: string | undefined) {
+  const { KubeConfig } = await import('@kubernetes/client-node');
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromDefault();
   return {
