@@ -54,6 +54,7 @@ export async function checkBench(): Promise<Figure[]> {
     const emptySame = h2(emptyPort, 30_000);
     line('h2load, same prompt: empty handler', `${emptySame.toFixed(0)} /s`, 'baseline');
     line('h2load, same prompt: tokenwarden', `${twSame.toFixed(0)} /s`);
+    if (process.env['BENCH_ONLY'] === 'h2load') return [goal('Check throughput, same prompt (h2load), vs empty handler', twSame / emptySame, '>=', 0.5, 'x')];
 
     const lean = (port: string, plan: object) => leanClient(port, join(dir, 'distinct.bin'), plan);
     const closed = { mode: 'closed', concurrency: 32, requests: Math.min(distinct - 300, 9000) };

@@ -96,7 +96,7 @@ function conversationTurnCost(json: TokenizerJson, config: object, pieces: reado
   const model = new ModelTokenizer(textTokenizerFrom(json, config), template, config as Record<string, unknown>);
   const history = pieces.slice(0, 19).map((content, i) => ({ role: i % 2 ? 'assistant' : 'user', content: content.slice(0, 1500) }));
   const fresh = pieces.slice(100, 400).map((piece) => piece.slice(0, 1500));
-  const prompt = (messages: object[]) => promptOf(parseOpenAIRequest(JSON.stringify({ model: 'm', messages }), '/v1/chat/completions'));
+  const prompt = (messages: object[]) => promptOf(parseOpenAIRequest(JSON.stringify({ model: 'm', messages }), 'chat'));
   model.countPrompt(prompt(history));
   const rounds = 100;
   const seconds = (messagesFor: (content: string) => object[], offset: number) => {

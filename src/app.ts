@@ -83,6 +83,8 @@ export async function startApp(options: AppOptions): Promise<App> {
       logger,
       ready: async () => {
         if (kube && !kube.ready) return false;
+        // Ready means able to answer: a Check for a model still loading its tokenizer gets a 503.
+        if (tokenizers.loading) return false;
         if (config.settings.failOpen) return true;
         try {
           await store.ping();

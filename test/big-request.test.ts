@@ -34,7 +34,7 @@ const directCounter = new ModelTokenizer(
   new ChatTemplate(templateSourceOf(llamaTokenizerConfig)!, 'UTC', clock),
   llamaTokenizerConfig,
 );
-const countDirectly = (body: object) => directCounter.countPrompt(promptOf(parseOpenAIRequest(JSON.stringify(body), '/v1/chat/completions')));
+const countDirectly = (body: object) => directCounter.countPrompt(promptOf(parseOpenAIRequest(JSON.stringify(body), 'chat')))[0];
 
 let t: TestApp;
 beforeAll(async () => {

@@ -11,8 +11,8 @@ const template = new ChatTemplate(templateSourceOf(llamaTokenizerConfig)!, 'UTC'
 const model = new ModelTokenizer(textTokenizerFrom(llamaTokenizerJson, llamaTokenizerConfig), template, llamaTokenizerConfig);
 
 const render = (body: object) => {
-  const prompt = model.promptText(promptOf(parseOpenAIRequest(JSON.stringify({ model: 'm', ...body }), '/v1/chat/completions')));
-  return prompt.text.texts[0];
+  const prompt = model.promptText(promptOf(parseOpenAIRequest(JSON.stringify({ model: 'm', ...body }), 'chat')));
+  return prompt.text.sequences[0] as string;
 };
 
 // The Llama 3.2 Instruct prompt format as Meta documents it: a system header always, with the

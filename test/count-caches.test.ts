@@ -31,7 +31,7 @@ describe('segment counts reused across texts', () => {
 describe('conversations', () => {
   const template = new ChatTemplate(templateSourceOf(llamaTokenizerConfig)!, 'UTC', () => Date.UTC(2026, 10, 23));
   const counter = () => new ModelTokenizer(textTokenizerFrom(llamaTokenizerJson, llamaTokenizerConfig), template, llamaTokenizerConfig);
-  const prompt = (messages: object[]) => promptOf(parseOpenAIRequest(JSON.stringify({ model: 'm', messages }), '/v1/chat/completions'));
+  const prompt = (messages: object[]) => promptOf(parseOpenAIRequest(JSON.stringify({ model: 'm', messages }), 'chat'));
 
   it('counts every turn of a growing conversation exactly as the reference tokenizer does', () => {
     const corpus = variedCorpus(11, 40);
@@ -39,8 +39,8 @@ describe('conversations', () => {
     const messages: object[] = [{ role: 'system', content: 'You answer in Korean and English.' }];
     for (let turn = 0; turn < 20; turn++) {
       messages.push({ role: turn % 2 ? 'assistant' : 'user', content: corpus[turn]! });
-      const rendered = warm.promptText(prompt(messages)).text.texts[0]!;
-      expect(warm.countPrompt(prompt(messages))).toBe(referenceIds(rendered, false).length);
+      const rendered = warm.promptText(prompt(messages)).text.sequences[0] as string;
+      expect(warm.countPrompt(prompt(messages))[0]).toBe(referenceIds(rendered, false).length);
     }
   });
 });
@@ -50,11 +50,11 @@ describe('whole prompts seen before', () => {
     const clock = manualClock(Date.UTC(2026, 10, 23, 23, 59, 59)); // a Monday
     const weekday = new ChatTemplate("{{ strftime_now('%A') }}: {{ messages[0]['content'] }}", 'UTC', clock);
     const model = new ModelTokenizer(textTokenizerFrom(llamaTokenizerJson, llamaTokenizerConfig), weekday, llamaTokenizerConfig);
-    const hello = promptOf(parseOpenAIRequest(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hello there' }] }), '/v1/chat/completions'));
-    const monday = model.countPrompt(hello);
+    const hello = promptOf(parseOpenAIRequest(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hello there' }] }), 'chat'));
+    const monday = model.countPrompt(hello)[0];
     expect(monday).toBe(referenceIds('Monday: hello there', false).length);
-    expect(model.countPrompt(hello)).toBe(monday);
+    expect(model.countPrompt(hello)[0]).toBe(monday);
     clock.advance(2 * 24 * 3600 * 1000); // Wednesday: a different count
-    expect(model.countPrompt(hello)).toBe(referenceIds('Wednesday: hello there', false).length);
+    expect(model.countPrompt(hello)[0]).toBe(referenceIds('Wednesday: hello there', false).length);
   });
 });

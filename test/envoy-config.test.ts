@@ -51,7 +51,9 @@ describe('envoy/envoy.yaml', () => {
   it('routes GET /v1/usage and /v1/tokenize to tokenwarden\'s HTTP port without ext_authz, everything else to vLLM', () => {
     const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
     const routes = hcm.route_config.virtual_hosts[0].routes as Array<{ match: Record<string, unknown>; route: { cluster: string }; typed_per_filter_config?: Record<string, { disabled?: boolean }> }>;
-    const usage = routes.find((r) => r.match['prefix'] === '/v1/usage')!;
+    const usage = routes.find((r) => r.match['path_separated_prefix'] === '/v1/usage')!;
+    expect(hcm.normalize_path).toBe(true);
+    expect(hcm.merge_slashes).toBe(true);
     expect(usage.route.cluster).toBe('tokenwarden_http');
     expect(usage.match['headers']).toEqual([{ name: ':method', string_match: { exact: 'GET' } }]);
     expect(usage.typed_per_filter_config!['envoy.filters.http.ext_authz']!.disabled).toBe(true);

@@ -70,11 +70,14 @@ describe.each(['memory', 'redis'] as const)('seams (%s store)', (storeKind) => {
       expect((await check('u2', chat('small', { max_tokens: 100, n: 3 }))).metadata['reserved_tokens']).toBe(prompt + 300);
     });
 
-    it('uses vLLM\'s completions default of 16 tokens, and defaultCompletionTokens for chat without maxModelLen', async () => {
+    it('uses vLLM\'s completions default of 16 tokens when max_tokens is absent, and defaultCompletionTokens without maxModelLen', async () => {
       const completion = await check('u3', { model: 'open', prompt: 'Hello' }, '/v1/completions');
       expect(completion.metadata['reserved_tokens']).toBe((completion.metadata['prompt_tokens'] as number) + 16);
+      // An explicit null is 16 in some vLLM versions and the whole remaining context in others: the larger is reserved.
       const nulled = await check('u3', { model: 'open', prompt: 'Hello', max_tokens: null }, '/v1/completions');
-      expect(nulled.metadata['reserved_tokens']).toBe((nulled.metadata['prompt_tokens'] as number) + 16);
+      expect(nulled.metadata['reserved_tokens']).toBe((nulled.metadata['prompt_tokens'] as number) + 256);
+      const nulledSmall = await check('u3', { model: 'small', prompt: 'Hello', max_tokens: null }, '/v1/completions');
+      expect(nulledSmall.metadata['reserved_tokens']).toBe(2048);
       const open = await check('u3', chat('open'));
       expect(open.metadata['reserved_tokens']).toBe((open.metadata['prompt_tokens'] as number) + 256);
     });

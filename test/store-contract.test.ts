@@ -186,4 +186,14 @@ describe.each(['memory', 'redis', 'redis cluster'] as const)('store contract: %s
     clock.set(Date.UTC(2026, 10, 23, 15, 0, 0));
     expect((await used('u')).day).toBe(0);
   });
+
+  it('keeps the usage already made in the new zone\'s day when a zone change moves the date forward', async () => {
+    config = parseLimitsYaml(`${CONFIG}dailyReset: { timeZone: UTC }\n`, 'contract in UTC');
+    await admitted(ask('u', 400, 'morning')); // 10:00 UTC: before Seoul's midnight
+    clock.set(Date.UTC(2026, 10, 23, 19, 0, 0)); // 04:00 on the 24th in Seoul
+    await admitted(ask('u', 635, 'evening'));
+    clock.set(Date.UTC(2026, 10, 23, 20, 0, 0));
+    config = parseLimitsYaml(`${CONFIG}dailyReset: { timeZone: Asia/Seoul }\n`, 'contract in Seoul');
+    expect((await used('u')).day).toBe(635);
+  });
 });

@@ -6,39 +6,36 @@ const MINUTE = slidingWindow(60_000, 5_000);
 
 describe('calendar day', () => {
   const at = (iso: string) => Date.parse(iso);
+  const QUARTER = 15 * 60_000;
 
-  it('starts and ends at local midnight in the zone', () => {
+  it('counts quarter hours from local midnight and ends at the next', () => {
     const seoul = calendarDay('Asia/Seoul').positionAt(at('2026-11-23T14:59:59Z'));
+    expect(seoul.oldestCounted * QUARTER).toBe(at('2026-11-22T15:00:00Z'));
+    expect(seoul.bucket * QUARTER).toBe(at('2026-11-23T14:45:00Z'));
     expect(seoul.expiresAt(seoul.bucket)).toBe(at('2026-11-23T15:00:00Z'));
     const next = calendarDay('Asia/Seoul').positionAt(at('2026-11-23T15:00:00Z'));
-    expect(next.bucket).toBeGreaterThan(seoul.bucket);
+    expect(next.oldestCounted).toBe(next.bucket);
     expect(next.expiresAt(next.bucket)).toBe(at('2026-11-24T15:00:00Z'));
-    const utc = calendarDay('UTC').positionAt(at('2026-11-23T00:00:00Z'));
-    expect(utc.bucket * 60_000).toBe(at('2026-11-23T00:00:00Z'));
-  });
-
-  it('names the local date, so a zone change that keeps the date keeps the day\'s charges', () => {
-    // 03:00 UTC on 23 Nov is 12:00 in Seoul: the same date in both zones.
-    const now = at('2026-11-23T03:00:00Z');
-    const utc = calendarDay('UTC').positionAt(now);
-    const seoul = calendarDay('Asia/Seoul').positionAt(now);
-    expect(seoul.bucket).toBe(utc.bucket);
-    expect(seoul.oldestCounted).toBe(utc.oldestCounted);
-    // 20:00 UTC is already the 24th in Seoul: a new day there, charged afresh.
-    const later = at('2026-11-23T20:00:00Z');
-    expect(calendarDay('Asia/Seoul').positionAt(later).oldestCounted).toBeGreaterThan(calendarDay('UTC').positionAt(later).bucket);
-    // Going back a date keeps the later date's charges counted (over-counting, never under-counting).
-    const back = calendarDay('America/Los_Angeles').positionAt(at('2026-11-24T02:00:00Z'));
-    expect(calendarDay('UTC').positionAt(at('2026-11-24T02:00:00Z')).bucket).toBeGreaterThanOrEqual(back.oldestCounted);
+    const kathmandu = calendarDay('Asia/Kathmandu').positionAt(at('2026-11-23T12:00:00Z')); // UTC+05:45
+    expect(kathmandu.oldestCounted * QUARTER).toBe(at('2026-11-22T18:15:00Z'));
   });
 
   it('handles days of 23 and 25 hours at DST changes', () => {
     const spring = calendarDay('America/New_York').positionAt(at('2026-03-08T12:00:00Z'));
-    expect(spring.bucket * 60_000).toBe(at('2026-03-08T00:00:00Z'));
+    expect(spring.oldestCounted * QUARTER).toBe(at('2026-03-08T05:00:00Z'));
     expect(spring.expiresAt(spring.bucket)).toBe(at('2026-03-09T04:00:00Z'));
     const autumn = calendarDay('America/New_York').positionAt(at('2026-11-01T12:00:00Z'));
-    expect(autumn.bucket * 60_000).toBe(at('2026-11-01T00:00:00Z'));
+    expect(autumn.oldestCounted * QUARTER).toBe(at('2026-11-01T04:00:00Z'));
     expect(autumn.expiresAt(autumn.bucket)).toBe(at('2026-11-02T05:00:00Z'));
+  });
+
+  it('places buckets by absolute time, so a zone change only moves where counting starts', () => {
+    const now = at('2026-11-23T20:00:00Z');
+    const utc = calendarDay('UTC').positionAt(now);
+    const seoul = calendarDay('Asia/Seoul').positionAt(now); // already 24 Nov there, since 15:00 UTC
+    expect(seoul.bucket).toBe(utc.bucket);
+    expect(seoul.oldestCounted * QUARTER).toBe(at('2026-11-23T15:00:00Z'));
+    expect(utc.oldestCounted * QUARTER).toBe(at('2026-11-23T00:00:00Z'));
   });
 });
 

@@ -2,7 +2,7 @@ import type { ConfigSnapshot } from '../config/snapshot.js';
 import { CONCURRENCY_LIMIT, counterKind, wordingOf } from '../limit-kinds.js';
 import { ContextLengthError, tokensToReserve } from '../openai/reservation.js';
 import { identify } from '../identity/identify.js';
-import { BadRequestError, modelFromPath, parseOpenAIRequest } from '../openai/request.js';
+import { BadRequestError, endpointKind, modelFromPath, parseOpenAIRequest } from '../openai/request.js';
 import { errorBody, rateLimitHeaders, retryAfterSeconds, type OpenAIError } from '../openai/responses.js';
 import type { Admission, QuotaEngine } from '../quota/engine.js';
 import { StoreUnavailableError } from '../quota/store.js';
@@ -122,10 +122,19 @@ export class Gatekeeper {
     if (bodyBytes === 0 && BODYLESS_METHODS.has(request.method.toUpperCase()) && !modelFromPath(request.path)) {
       return { kind: 'allow', user, responseHeaders: {} };
     }
+    const endpoint = endpointKind(request.path);
+    if (endpoint === undefined) {
+      return deny(404, 'unsupported_endpoint', {
+        message: `${request.method} ${request.path.split('?', 1)[0]} is not served here: tokenwarden meters /v1/chat/completions and /v1/completions only.`,
+        type: 'invalid_request_error',
+        param: null,
+        code: 'unsupported_endpoint',
+      });
+    }
 
     let parsed;
     try {
-      parsed = parseOpenAIRequest(bodyBytes === 0 ? '{}' : request.body, request.path);
+      parsed = parseOpenAIRequest(bodyBytes === 0 ? '{}' : request.body, endpoint);
     } catch (err) {
       if (!(err instanceof BadRequestError)) throw err;
       return deny(400, 'bad_request', { message: err.message, type: 'invalid_request_error', param: err.param, code: null });
@@ -149,9 +158,9 @@ export class Gatekeeper {
       });
     }
 
-    let promptTokens: number;
+    let sequences: readonly number[];
     try {
-      promptTokens = await this.deps.counter.count(model, parsed);
+      sequences = await this.deps.counter.count(model, parsed);
     } catch (err) {
       if (err instanceof BadRequestError) {
         return deny(400, 'bad_request', { message: err.message, type: 'invalid_request_error', param: err.param, code: null });
@@ -163,9 +172,10 @@ export class Gatekeeper {
       this.deps.logger.warn({ err: (err as Error).message, model }, 'prompt could not be counted');
       return deny(400, 'bad_request', { message: 'The prompt could not be counted for this model.', type: 'invalid_request_error', param: 'messages', code: null });
     }
+    const promptTokens = sequences.reduce((sum, tokens) => sum + tokens, 0);
     let tokens: number;
     try {
-      tokens = tokensToReserve(parsed, promptTokens, config.settings.models[model]?.maxModelLen, config.settings.reservation.defaultCompletionTokens);
+      tokens = tokensToReserve(parsed, sequences, config.settings.models[model]?.maxModelLen, config.settings.reservation.defaultCompletionTokens);
     } catch (err) {
       if (!(err instanceof ContextLengthError)) throw err;
       return { kind: 'deny', status: 400, reason: 'context_length_exceeded', body: err.body, headers: { 'content-type': 'application/json' } };

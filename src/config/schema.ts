@@ -4,6 +4,9 @@ import { LIMIT_NAMES, type LimitName } from '../limit-kinds.js';
 /** A limit value: a whole number, or null to say "unlimited" and override a less specific level. */
 const limitValue = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).nullable().optional();
 
+/** The largest body tokenwarden accepts; the gRPC server takes messages up to twice this, so a body never fails the call. */
+export const MAX_BODY_BYTES = 16 * 1024 * 1024;
+
 /** The largest token count a request may name (max_tokens, a context length): a signed 32-bit integer. */
 export const MAX_TOKEN_COUNT = 2_147_483_647;
 
@@ -48,6 +51,8 @@ function namedEntries<T extends z.ZodType>(kind: 'user' | 'group' | 'model', ent
   const refuseReservedNames = (input: unknown, ctx: z.RefinementCtx) => {
     for (const name of input !== null && typeof input === 'object' ? Object.keys(input) : []) {
       if (RESERVED_NAMES.has(name)) ctx.addIssue({ code: 'custom', path: [name], message: `"${name}" is reserved and cannot be a ${kind} name` });
+      // A lone surrogate is not text: the Redis store's keys (UTF-8) would merge it with U+FFFD.
+      if (!name.isWellFormed()) ctx.addIssue({ code: 'custom', path: [name], message: `a ${kind} name must be well-formed Unicode text` });
     }
     return input;
   };
@@ -140,8 +145,8 @@ export const limitsFileSchema = z
       })
       .strict()
       .default({ userLabel: false }),
-    /** Request bodies larger than this are refused with 413 before any parsing. */
-    maxBodyBytes: z.number().int().positive().default(1024 * 1024),
+    /** Request bodies larger than this are refused with 413 before any parsing (at most 16 MiB, below the gRPC message limit). */
+    maxBodyBytes: z.number().int().positive().max(MAX_BODY_BYTES).default(1024 * 1024),
     /** On a quota-store failure: true fails the gRPC call (Envoy's failure_mode_allow decides), false denies with 503. */
     failOpen: z.boolean().default(false),
     admin: z.object({ tokenSha256: sha256Hex.optional() }).strict().default({}),

@@ -57,6 +57,9 @@ export async function startHttpServer(address: string, deps: HttpDeps): Promise<
 async function route(req: IncomingMessage, res: ServerResponse, deps: HttpDeps): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
   const method = req.method ?? 'GET';
+  // A path with dot segments or the like would be routed as its normal form (/v1/usage/../../metrics
+  // is /metrics), reachable through a proxy route that matched the raw prefix: refuse it instead.
+  if (url.pathname !== (req.url ?? '/').split('?', 1)[0]) return sendError(res, 400, 'The request path is not in normal form.');
   if (url.pathname === '/healthz' && method === 'GET') return send(res, 200, { status: 'ok' });
   if (url.pathname === '/readyz' && method === 'GET') {
     const ready = await deps.ready();
@@ -136,7 +139,7 @@ async function tokenize(req: IncomingMessage, res: ServerResponse, deps: HttpDep
   if (body === undefined) return sendError(res, 413, `The request body is larger than ${limit} bytes.`);
   try {
     // The path names neither endpoint, so the body decides: messages make it a chat request.
-    const request = parseOpenAIRequest(body, '/v1/tokenize');
+    const request = parseOpenAIRequest(body, 'by-body');
     const model = request.model ?? config.settings.defaultModel;
     if (model === undefined) return sendError(res, 400, "The request names no model: give 'model' in the JSON body.");
     if (!config.hasModel(model)) return sendError(res, 404, `The model '${model}' does not exist or is not served here.`);
@@ -148,8 +151,8 @@ async function tokenize(req: IncomingMessage, res: ServerResponse, deps: HttpDep
         return;
       }
     }
-    const promptTokens = await deps.tokenizers.count(model, request);
-    send(res, 200, { model, prompt_tokens: promptTokens });
+    const sequences = await deps.tokenizers.count(model, request);
+    send(res, 200, { model, prompt_tokens: sequences.reduce((sum, tokens) => sum + tokens, 0) });
   } catch (err) {
     if (err instanceof BadRequestError) return sendError(res, 400, err.message);
     if (err instanceof TokenizerUnavailableError) return sendError(res, 503, err.message);

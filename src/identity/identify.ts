@@ -66,7 +66,8 @@ export function bearerToken(header: string | undefined): string | undefined {
 
 function checked(value: unknown, via: Identity['via'], what: string, groups: readonly string[] = []): IdentityResult {
   if (typeof value !== 'string' || value.length === 0) return { error: `The ${what} does not name a user.` };
-  if (value.length > MAX_USER_LENGTH || CONTROL_CHARACTERS.test(value)) {
+  // A lone surrogate is not text: Redis keys (UTF-8) would merge it with U+FFFD.
+  if (value.length > MAX_USER_LENGTH || CONTROL_CHARACTERS.test(value) || !value.isWellFormed()) {
     return { error: `The ${what} is not an acceptable user id.` };
   }
   return { user: value, via, groups };
@@ -75,7 +76,9 @@ function checked(value: unknown, via: Identity['via'], what: string, groups: rea
 /** A groups claim as a list of plausible group names; anything else in it is ignored. */
 function groupsOf(claim: unknown): string[] {
   const values = Array.isArray(claim) ? claim : claim === undefined ? [] : [claim];
-  return values.filter((g): g is string => typeof g === 'string' && g.length > 0 && g.length <= MAX_USER_LENGTH && !CONTROL_CHARACTERS.test(g)).slice(0, 64);
+  return values
+    .filter((g): g is string => typeof g === 'string' && g.length > 0 && g.length <= MAX_USER_LENGTH && !CONTROL_CHARACTERS.test(g) && g.isWellFormed())
+    .slice(0, 64);
 }
 
 function asRecord(value: unknown): Record<string, unknown> | undefined {

@@ -14,7 +14,12 @@ export type Prompt =
       readonly continueFinalMessage: boolean;
       readonly addSpecialTokens: boolean;
     }
-  | { readonly kind: 'completion'; readonly texts: readonly string[]; readonly tokenIds: number; readonly addSpecialTokens: boolean };
+  | {
+      readonly kind: 'completion';
+      /** One entry per prompt vLLM will complete: a text to tokenize, or the number of token ids given. */
+      readonly sequences: ReadonlyArray<string | number>;
+      readonly addSpecialTokens: boolean;
+    };
 
 export function promptOf(request: OpenAIRequest): Prompt {
   const body = request.body;
@@ -39,7 +44,7 @@ export function promptOf(request: OpenAIRequest): Prompt {
       addSpecialTokens: addSpecialTokens ?? false,
     };
   }
-  return { kind: 'completion', ...completionPrompts(body['prompt']), addSpecialTokens: addSpecialTokens ?? true };
+  return { kind: 'completion', sequences: completionPrompts(body['prompt']), addSpecialTokens: addSpecialTokens ?? true };
 }
 
 function optionalBoolean(body: Readonly<Record<string, unknown>>, name: string): boolean | undefined {
@@ -114,13 +119,13 @@ function normalizeTools(tools: unknown): unknown[] | undefined {
   });
 }
 
-function completionPrompts(prompt: unknown): { texts: string[]; tokenIds: number } {
+function completionPrompts(prompt: unknown): Array<string | number> {
   const isIds = (v: unknown): v is number[] => Array.isArray(v) && v.every((x) => Number.isInteger(x));
-  if (typeof prompt === 'string') return { texts: [prompt], tokenIds: 0 };
+  if (typeof prompt === 'string') return [prompt];
   if (Array.isArray(prompt) && prompt.length > 0) {
-    if (prompt.every((p) => typeof p === 'string')) return { texts: prompt as string[], tokenIds: 0 };
-    if (isIds(prompt)) return { texts: [], tokenIds: prompt.length };
-    if (prompt.every(isIds)) return { texts: [], tokenIds: (prompt as number[][]).reduce((sum, ids) => sum + ids.length, 0) };
+    if (prompt.every((p) => typeof p === 'string')) return prompt as string[];
+    if (isIds(prompt)) return [prompt.length];
+    if (prompt.every(isIds)) return (prompt as number[][]).map((ids) => ids.length);
   }
   throw new BadRequestError("'prompt' must be a string, an array of strings, or token ids.", 'prompt');
 }

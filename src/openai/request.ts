@@ -6,7 +6,9 @@ export interface OpenAIRequest {
   readonly model: string | undefined;
   /**
    * The completion tokens asked for, as vLLM reads them: `max_completion_tokens or max_tokens` with
-   * Python truthiness (0 counts as absent); for completions an absent or null max_tokens is vLLM's default 16.
+   * Python truthiness (0 counts as absent); for completions an absent max_tokens is vLLM's default 16
+   * (an explicit null may mean 16 or the whole remaining context, depending on vLLM's version: the
+   * larger is reserved).
    * Undefined: the model may generate up to its remaining context.
    */
   readonly maxTokens: number | undefined;
@@ -31,11 +33,27 @@ const MAX_MODEL_NAME_LENGTH = 256;
 const MAX_CHOICES = 128;
 /** Deeper JSON is refused before anything walks it (templates, the counter): no real request nests this deep. */
 export const MAX_JSON_DEPTH = 64;
-/** vLLM's CompletionRequest default for an absent or null max_tokens. */
+/** vLLM's CompletionRequest default for an absent max_tokens. */
 const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
 
-/** Parses a request body. Throws BadRequestError with a message fit to show the client. */
-export function parseOpenAIRequest(bodyText: string, path: string): OpenAIRequest {
+export type RequestKind = OpenAIRequest['kind'];
+
+/**
+ * The metered endpoint a path names (…/chat/completions or …/completions), or undefined: any other
+ * endpoint (say /v1/responses) reads fields tokenwarden does not count, so it is never admitted.
+ */
+export function endpointKind(path: string): RequestKind | undefined {
+  const pathOnly = path.split('?', 1)[0] ?? '';
+  if (pathOnly.endsWith('/chat/completions')) return 'chat';
+  if (pathOnly.endsWith('/completions')) return 'completion';
+  return undefined;
+}
+
+/**
+ * Parses a request body for an endpoint of `kind` (or, for /v1/tokenize, the kind the body has:
+ * messages make it a chat request). Throws BadRequestError with a message fit to show the client.
+ */
+export function parseOpenAIRequest(bodyText: string, kind: RequestKind | 'by-body'): OpenAIRequest {
   let body: unknown;
   try {
     body = JSON.parse(bodyText);
@@ -55,10 +73,10 @@ export function parseOpenAIRequest(bodyText: string, path: string): OpenAIReques
     throw new BadRequestError(`'model' must be a non-empty string of at most ${MAX_MODEL_NAME_LENGTH} characters.`, 'model');
   }
 
-  const kind = requestKind(path, fields);
+  const endpoint = kind === 'by-body' ? (fields['messages'] !== undefined ? 'chat' : 'completion') : kind;
   // Python's `or`: a 0 (or null) falls through to the next, and a final 0 means "not given".
   const maxCompletionTokens = readMaxTokens(fields, 'max_completion_tokens');
-  const maxTokensField = readMaxTokens(fields, 'max_tokens') ?? (kind === 'completion' ? COMPLETIONS_DEFAULT_MAX_TOKENS : undefined);
+  const maxTokensField = readMaxTokens(fields, 'max_tokens') ?? (endpoint === 'completion' && !Object.hasOwn(fields, 'max_tokens') ? COMPLETIONS_DEFAULT_MAX_TOKENS : undefined);
   const maxTokens = maxCompletionTokens || maxTokensField || undefined;
   const n = fields['n'];
   if (n !== undefined && n !== null && (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1 || n > MAX_CHOICES)) {
@@ -70,7 +88,7 @@ export function parseOpenAIRequest(bodyText: string, path: string): OpenAIReques
   }
 
   return {
-    kind,
+    kind: endpoint,
     model: model as string | undefined,
     maxTokens,
     choices: typeof n === 'number' ? n : 1,
@@ -100,13 +118,6 @@ export function jsonDepth(value: unknown): number {
     for (const child of Object.values(current)) stack.push([child, depth + 1]);
   }
   return deepest;
-}
-
-function requestKind(path: string, fields: Record<string, unknown>): 'chat' | 'completion' {
-  const pathOnly = path.split('?', 1)[0] ?? '';
-  if (pathOnly.endsWith('/chat/completions')) return 'chat';
-  if (pathOnly.endsWith('/completions')) return 'completion';
-  return fields['messages'] !== undefined ? 'chat' : 'completion';
 }
 
 /** The model named by a path of the form /api/v1/models/{model}/..., if any. */

@@ -15,14 +15,26 @@ export class ContextLengthError extends Error {
 }
 
 /**
- * The tokens to reserve for a request: the prompt plus, for each of its `n` choices, what vLLM may
- * generate — the completion tokens asked for, else the model's remaining context (`maxModelLen`),
- * else `defaultCompletionTokens` when the context length is not configured. With `maxModelLen` a
- * request that cannot fit is refused as vLLM refuses it.
+ * The tokens to reserve for a request: each prompt (vLLM completes every prompt of a completions
+ * request separately) plus, for each of its `n` choices, what vLLM may generate — the completion
+ * tokens asked for, else that prompt's remaining context (`maxModelLen`), else
+ * `defaultCompletionTokens` when the context length is not configured. With `maxModelLen` a prompt
+ * that cannot fit is refused as vLLM refuses it.
  */
-export function tokensToReserve(request: OpenAIRequest, promptTokens: number, maxModelLen: number | undefined, defaultCompletionTokens: number): number {
+export function tokensToReserve(
+  request: OpenAIRequest,
+  prompts: readonly number[],
+  maxModelLen: number | undefined,
+  defaultCompletionTokens: number,
+): number {
   const asked = request.maxTokens;
-  if (maxModelLen === undefined) return promptTokens + (asked ?? defaultCompletionTokens) * request.choices;
+  let total = 0;
+  for (const promptTokens of prompts) total += promptTokens + completionBudget(promptTokens, asked, maxModelLen, defaultCompletionTokens) * request.choices;
+  return total;
+}
+
+function completionBudget(promptTokens: number, asked: number | undefined, maxModelLen: number | undefined, defaultCompletionTokens: number): number {
+  if (maxModelLen === undefined) return asked ?? defaultCompletionTokens;
   const output = asked ?? 0;
   if (promptTokens + output > maxModelLen) {
     throw new ContextLengthError(
@@ -33,7 +45,7 @@ export function tokensToReserve(request: OpenAIRequest, promptTokens: number, ma
       promptTokens,
     );
   }
-  const perChoice = asked ?? maxModelLen - promptTokens;
-  if (perChoice === 0) throw new ContextLengthError('max_tokens must be at least 1, got 0.', 'max_tokens', 0);
-  return promptTokens + perChoice * request.choices;
+  const budget = asked ?? maxModelLen - promptTokens;
+  if (budget === 0) throw new ContextLengthError('max_tokens must be at least 1, got 0.', 'max_tokens', 0);
+  return budget;
 }

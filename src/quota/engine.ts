@@ -148,7 +148,7 @@ export class QuotaEngine {
       outcome = await this.store.reserve({
         scope,
         counters: charges,
-        lease: { limit: concurrency ?? null, nowMs: now, expiresAtMs: now + leaseMs, ttlMs: leaseMs + RESERVATION_GRACE_MS },
+        lease: takesSlot ? { limit: concurrency ?? null, nowMs: now, expiresAtMs: now + leaseMs, ttlMs: leaseMs + RESERVATION_GRACE_MS } : null,
         reservation: {
           id: requestedId,
           attempt,
@@ -251,9 +251,7 @@ export class QuotaEngine {
 
   /** Forgets every counter and lease of a user (all configured models). */
   async reset(user: string): Promise<void> {
-    const config = this.config();
-    const ttlMs = this.reservationTtlMs(config);
-    await Promise.all(config.modelNames.map((model) => this.store.reset({ user, model }, ttlMs)));
+    await Promise.all(this.config().modelNames.map((model) => this.store.reset({ user, model })));
   }
 
   private counters(config: ConfigSnapshot): PlacedCounter[] {

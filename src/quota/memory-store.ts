@@ -26,7 +26,8 @@ interface ScopeState {
   leases: Expiring<Map<string, number>> | undefined;
   readonly reservations: Map<string, Expiring<Reservation>>;
   readonly tombstones: Map<string, Expiring<true>>;
-  epoch: Expiring<number> | undefined;
+  /** Bumped by every reset; never expires (a reservation may outlive any TTL it could be given). */
+  epoch: number;
 }
 
 /**
@@ -64,10 +65,12 @@ export class MemoryStore implements QuotaStore {
     if (replayed !== undefined) return { admitted: true, reservationId: replayed, used };
 
     const leases = live(state.leases, now);
-    for (const [member, expiresAt] of leases ?? []) if (expiresAt <= lease.nowMs) leases!.delete(member);
-    const held = leases?.size ?? 0;
-    if (lease.limit !== null && held >= lease.limit) {
-      return { admitted: false, deniedBy: { lease: true, earliestExpiryMs: Math.min(...(leases?.values() ?? [lease.nowMs])) } };
+    if (lease) {
+      for (const [member, expiresAt] of leases ?? []) if (expiresAt <= lease.nowMs) leases!.delete(member);
+      const held = leases?.size ?? 0;
+      if (lease.limit !== null && held >= lease.limit) {
+        return { admitted: false, deniedBy: { lease: true, earliestExpiryMs: Math.min(...(leases?.values() ?? [lease.nowMs])) } };
+      }
     }
 
     for (const charge of counters) {
@@ -79,18 +82,18 @@ export class MemoryStore implements QuotaStore {
     }
     const taken = live(state.reservations.get(reservation.id), now) !== undefined || live(state.tombstones.get(reservation.id), now) !== undefined;
     const reservationId = taken ? fallback : reservation.id;
-    // The epoch must outlive every reservation that remembers it.
-    if (state.epoch) state.epoch.expiresAtMs = Math.max(state.epoch.expiresAtMs, now + reservation.ttlMs);
-    const leaseSet = leases ?? new Map<string, number>();
-    leaseSet.set(reservationId, lease.expiresAtMs);
-    state.leases = { value: leaseSet, expiresAtMs: now + lease.ttlMs };
+    if (lease) {
+      const leaseSet = leases ?? new Map<string, number>();
+      leaseSet.set(reservationId, lease.expiresAtMs);
+      state.leases = { value: leaseSet, expiresAtMs: now + lease.ttlMs };
+    }
     state.reservations.set(reservationId, {
       value: {
         attempt: reservation.attempt,
         promptTokens: reservation.promptTokens,
         reservedTokens: reservation.reservedTokens,
         expiresAtMs: reservation.expiresAtMs,
-        epoch: live(state.epoch, now) ?? 0,
+        epoch: state.epoch,
         charges: counters.filter((c) => c.cost > 0).map((c) => [c.name, c.bucket, c.cost, c.countsTokens] as const),
       },
       expiresAtMs: now + reservation.ttlMs,
@@ -121,7 +124,7 @@ export class MemoryStore implements QuotaStore {
 
     const charged =
       charge.kind === 'actual' ? charge.tokens : charge.kind === 'reserved' ? record.reservedTokens : 0;
-    const afterReset = record.epoch !== (live(state.epoch, now) ?? 0);
+    const afterReset = record.epoch !== state.epoch;
     if (!afterReset) {
       for (const [name, bucket, cost, countsTokens] of record.charges) {
         const delta = charge.kind === 'cancel' ? -cost : countsTokens ? charged - record.reservedTokens : 0;
@@ -146,12 +149,11 @@ export class MemoryStore implements QuotaStore {
     return [...(leases?.values() ?? [])].filter((expiresAt) => expiresAt > nowMs).length;
   }
 
-  async reset(scope: Scope, reservationTtlMs: number): Promise<void> {
-    const now = this.clock();
+  async reset(scope: Scope): Promise<void> {
     const state = this.state(scope);
     state.counters.clear();
     state.leases = undefined;
-    state.epoch = { value: (live(state.epoch, now) ?? 0) + 1, expiresAtMs: now + reservationTtlMs };
+    state.epoch++;
   }
 
   async ping(): Promise<void> {}
@@ -164,7 +166,7 @@ export class MemoryStore implements QuotaStore {
     const key = JSON.stringify([scope.user, scope.model]);
     let state = this.scopes.get(key);
     if (state === undefined) {
-      state = { counters: new Map(), leases: undefined, reservations: new Map(), tombstones: new Map(), epoch: undefined };
+      state = { counters: new Map(), leases: undefined, reservations: new Map(), tombstones: new Map(), epoch: 0 };
       this.scopes.set(key, state);
     }
     return state;
@@ -177,8 +179,7 @@ export class MemoryStore implements QuotaStore {
         for (const [k, entry] of map) if (entry.expiresAtMs <= now) map.delete(k);
       }
       if (state.leases && state.leases.expiresAtMs <= now) state.leases = undefined;
-      if (state.epoch && state.epoch.expiresAtMs <= now) state.epoch = undefined;
-      if (state.counters.size + state.reservations.size + state.tombstones.size === 0 && !state.leases && !state.epoch) this.scopes.delete(key);
+      if (state.counters.size + state.reservations.size + state.tombstones.size === 0 && !state.leases && state.epoch === 0) this.scopes.delete(key);
     }
   }
 }

@@ -1,11 +1,14 @@
 import { COUNTER_NAMES, type CounterName } from '../limit-kinds.js';
 import type { Scope } from './store.js';
 
-/** Short key suffixes of the counters (kept from the first releases, so counters survive upgrades). */
+/**
+ * Short key suffixes of the counters. A suffix changes when its buckets change meaning (the day
+ * moved from one bucket per date to quarter hours: `tpdq`), so that old buckets are never misread.
+ */
 const COUNTER_SUFFIX: Record<CounterName, string> = {
   tokensPerMinute: 'tpm',
   tokensPerHour: 'tph',
-  tokensPerDay: 'tpd',
+  tokensPerDay: 'tpdq',
   requestsPerMinute: 'rpm',
 };
 

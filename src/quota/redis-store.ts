@@ -122,7 +122,8 @@ export class RedisStore implements QuotaStore {
     ];
     const args: Array<string | number> = [counters.length];
     for (const c of counters) args.push(c.limit ?? -1, c.cost, c.bucket, c.oldestCounted, c.ttlMs);
-    args.push(lease.limit ?? -1, lease.nowMs, lease.expiresAtMs, lease.ttlMs, reservation.id, fallbackId, reservation.attempt, record, reservation.ttlMs);
+    // Lease limit -1: unlimited; -2: no lease taken at all.
+    args.push(lease ? (lease.limit ?? -1) : -2, lease?.nowMs ?? 0, lease?.expiresAtMs ?? 0, lease?.ttlMs ?? 0, reservation.id, fallbackId, reservation.attempt, record, reservation.ttlMs);
     const reply = await this.run(() => this.redis.twReserve(scriptKeys.length, ...scriptKeys, ...args));
     if (reply[0] === 1) {
       const used: Partial<Record<CounterName, number>> = {};
@@ -183,10 +184,10 @@ export class RedisStore implements QuotaStore {
     return this.run(() => this.redis.zcount(new ScopeKeys(scope).leases, `(${nowMs}`, '+inf'));
   }
 
-  async reset(scope: Scope, reservationTtlMs: number): Promise<void> {
+  async reset(scope: Scope): Promise<void> {
     const keys = new ScopeKeys(scope);
     const scriptKeys = [keys.epoch, keys.leases, ...keys.allCounters()];
-    await this.run(() => this.redis.twReset(scriptKeys.length, ...scriptKeys, reservationTtlMs));
+    await this.run(() => this.redis.twReset(scriptKeys.length, ...scriptKeys));
   }
 
   async ping(): Promise<void> {

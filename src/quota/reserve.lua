@@ -5,7 +5,7 @@
 --
 -- KEYS: counter 1..n, lease set, reservation, fallback reservation, tombstone of the asked-for id, reset epoch
 -- ARGV: n, then per counter (limit, cost, bucket, oldestCounted, ttlMs) with limit -1 = unlimited,
---       then leaseLimit (-1 = unlimited), nowMs, leaseExpiresAtMs, leaseTtlMs,
+--       then leaseLimit (-1 = unlimited, -2 = take no lease), nowMs, leaseExpiresAtMs, leaseTtlMs,
 --       reservationId, fallbackReservationId, attempt, record (JSON), recordTtlMs
 -- Reply: {1, 0|1 (asked-for or fallback id), used 1..n} admitted; {0, i, bucket, amount, ...} denied
 --        by counter i; {0, 0, earliest lease expiry} denied by the concurrency limit
@@ -58,11 +58,13 @@ end
 if not replayed then
   local leaseLimit = tonumber(ARGV[rest + 1])
   local now = tonumber(ARGV[rest + 2])
-  redis.call('ZREMRANGEBYSCORE', leaseKey, '-inf', now)
-  local held = redis.call('ZCARD', leaseKey)
-  if leaseLimit >= 0 and held >= leaseLimit then
-    local first = redis.call('ZRANGE', leaseKey, 0, 0, 'WITHSCORES')
-    return { 0, 0, tonumber(first[2] or now) }
+  if leaseLimit ~= -2 then
+    redis.call('ZREMRANGEBYSCORE', leaseKey, '-inf', now)
+    local held = redis.call('ZCARD', leaseKey)
+    if leaseLimit >= 0 and held >= leaseLimit then
+      local first = redis.call('ZRANGE', leaseKey, 0, 0, 'WITHSCORES')
+      return { 0, 0, tonumber(first[2] or now) }
+    end
   end
 
   for i = 1, n do
@@ -81,10 +83,10 @@ if not replayed then
     key, id, replayed = fallbackKey, ARGV[rest + 6], 1
   end
   local epoch = redis.call('GET', epochKey)
-  -- The epoch must outlive every reservation that remembers it.
-  if epoch and redis.call('PTTL', epochKey) < recordTtl then redis.call('PEXPIRE', epochKey, recordTtl) end
-  redis.call('ZADD', leaseKey, ARGV[rest + 3], id)
-  redis.call('PEXPIRE', leaseKey, ARGV[rest + 4])
+  if leaseLimit ~= -2 then
+    redis.call('ZADD', leaseKey, ARGV[rest + 3], id)
+    redis.call('PEXPIRE', leaseKey, ARGV[rest + 4])
+  end
   redis.call('HSET', key, 'record', ARGV[rest + 8], 'attempt', attempt, 'epoch', epoch or '0')
   redis.call('PEXPIRE', key, recordTtl)
 end

@@ -30,7 +30,8 @@ export interface LeaseRequest {
 export interface ReservePlan {
   readonly scope: Scope;
   readonly counters: readonly CounterCharge[];
-  readonly lease: LeaseRequest;
+  /** null: the admission takes no concurrency slot. */
+  readonly lease: LeaseRequest | null;
   readonly reservation: {
     /** The id asked for (Envoy's x-request-id); taken already, the store picks another. */
     readonly id: string;
@@ -117,7 +118,7 @@ export interface QuotaStore {
    * Forgets the scope's counters and leases. Reservations made before stay settleable (their leases
    * are gone) but never correct a counter again: a late settlement cannot subtract from new charges.
    */
-  reset(scope: Scope, reservationTtlMs: number): Promise<void>;
+  reset(scope: Scope): Promise<void>;
   /** Resolves when the store answers; rejects otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -44,27 +44,31 @@ export function slidingWindow(lengthMs: number, bucketMs: number): Window {
   };
 }
 
+/** Every zone's offset from UTC is a whole number of quarter hours, so local midnight starts a bucket. */
+const QUARTER_HOUR_MS = 15 * 60_000;
+
 /**
- * A calendar day in `timeZone`. Its bucket names the local date (that date's midnight read as UTC, in
- * minutes), not an instant: when the configured zone changes mid-day and the local date stays the
- * same, the day's charges stay counted. A zone change that moves the local date back keeps counting
- * the later date's charges until the counter expires (over-counting, never under-counting).
+ * A calendar day in `timeZone`, counted in quarter-hour buckets of absolute time: a check sums the
+ * buckets from local midnight on. The buckets do not depend on the zone, so when the configured zone
+ * changes mid-day, exactly the charges made since the new zone's midnight count — none are lost and
+ * none from before that midnight linger.
  */
 export function calendarDay(timeZone: string): Window {
-  let current: { startMs: number; endMs: number; bucket: number } | undefined;
+  let current: { startMs: number; endMs: number } | undefined;
   return {
     lengthMs: 24 * 3600 * 1000,
     positionAt(nowMs) {
       if (current === undefined || nowMs < current.startMs || nowMs >= current.endMs) {
         const { year, month, day } = wallClock(nowMs, timeZone);
-        current = {
-          startMs: wallMidnightToUtc(year, month, day, timeZone),
-          endMs: wallMidnightToUtc(year, month, day + 1, timeZone),
-          bucket: Date.UTC(year, month - 1, day) / 60_000,
-        };
+        current = { startMs: wallMidnightToUtc(year, month, day, timeZone), endMs: wallMidnightToUtc(year, month, day + 1, timeZone) };
       }
-      const { endMs, bucket } = current;
-      return { bucket, oldestCounted: bucket, ttlMs: endMs - nowMs + 60_000, expiresAt: () => endMs };
+      const { startMs, endMs } = current;
+      return {
+        bucket: Math.floor(nowMs / QUARTER_HOUR_MS),
+        oldestCounted: Math.floor(startMs / QUARTER_HOUR_MS),
+        ttlMs: endMs - nowMs + 60_000,
+        expiresAt: () => endMs,
+      };
     },
   };
 }

@@ -20,7 +20,7 @@ export interface CountTask {
  * The count, or why the prompt was refused. A thrown error loses its class on the way back to the
  * main thread, so a refusal (the caller's 400) travels as a value; anything thrown is a server fault.
  */
-export type CountResult = { readonly kind: 'counted'; readonly tokens: number } | { readonly kind: 'refused'; readonly message: string };
+export type CountResult = { readonly kind: 'counted'; readonly tokens: readonly number[] } | { readonly kind: 'refused'; readonly message: string };
 
 const tokenizerFiles = new Map<string, { text: TextTokenizer; config: Record<string, unknown> }>();
 const modelTokenizers = new Map<string, ModelTokenizer>();

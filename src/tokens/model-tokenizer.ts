@@ -5,11 +5,10 @@ import { GenerationalCache } from './generational-cache.js';
 import { pythonStrip } from './python-strings.js';
 import type { TextTokenizer } from './text-tokenizer.js';
 
-/** The texts a prompt is tokenized as, plus token ids the request gave directly. */
+/** What a prompt is tokenized as: one entry per sequence vLLM will complete, a text or a count of ids given. */
 export interface PromptText {
-  readonly texts: readonly string[];
+  readonly sequences: ReadonlyArray<string | number>;
   readonly addSpecialTokens: boolean;
-  readonly tokenIds: number;
 }
 
 /** How many whole-prompt counts each cache generation holds. */
@@ -19,7 +18,7 @@ const PROMPT_CACHE_GENERATION_SIZE = 20_000;
 export class ModelTokenizer {
   private readonly specialTokens: Record<string, string>;
   /** Counts of whole prompts seen before, by SHA-1 of the prompt, with the clock readings their rendering made. */
-  private readonly promptCounts = new GenerationalCache<{ readonly tokens: number; readonly clockReads: ClockReads }>(PROMPT_CACHE_GENERATION_SIZE);
+  private readonly promptCounts = new GenerationalCache<{ readonly tokens: readonly number[]; readonly clockReads: ClockReads }>(PROMPT_CACHE_GENERATION_SIZE);
 
   constructor(
     readonly text: TextTokenizer,
@@ -30,11 +29,11 @@ export class ModelTokenizer {
   }
 
   /**
-   * The exact prompt tokens of a prompt. A prompt seen before (a client retrying, a benchmark, a
+   * The exact prompt tokens of each sequence of a prompt. A prompt seen before (a client retrying, a benchmark, a
    * shared prompt) is not rendered again as long as every strftime_now its rendering called still
    * prints the same: the rendering is a function of the prompt and those readings alone.
    */
-  countPrompt(prompt: Prompt): number {
+  countPrompt(prompt: Prompt): readonly number[] {
     const key = hash('sha1', JSON.stringify(prompt), 'base64');
     const known = this.promptCounts.get(key);
     if (known !== undefined && (known.clockReads.length === 0 || this.template!.clockReadsHold(known.clockReads))) return known.tokens;
@@ -52,11 +51,11 @@ export class ModelTokenizer {
     const rendering = this.template.renderReadingClock({ ...this.specialTokens, ...prompt.templateVariables });
     let rendered = rendering.text;
     if (prompt.continueFinalMessage) rendered = cutAfterFinalMessage(rendered, prompt.templateVariables['messages']);
-    return { text: { texts: [rendered], addSpecialTokens: prompt.addSpecialTokens, tokenIds: 0 }, clockReads: rendering.clockReads };
+    return { text: { sequences: [rendered], addSpecialTokens: prompt.addSpecialTokens }, clockReads: rendering.clockReads };
   }
 
-  count(promptText: PromptText): number {
-    return promptText.texts.reduce((sum, t) => sum + this.text.count(t, promptText.addSpecialTokens), promptText.tokenIds);
+  count(promptText: PromptText): number[] {
+    return promptText.sequences.map((s) => (typeof s === 'number' ? s : this.text.count(s, promptText.addSpecialTokens)));
   }
 }
 

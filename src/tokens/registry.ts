@@ -24,6 +24,13 @@ import { readTokenizerFiles, textTokenizerFrom, type TextTokenizer } from './tex
 type Loaded = { readonly files: TokenizerFiles; readonly text: TextTokenizer; readonly config: Record<string, unknown> };
 
 /** A model ready to count: on this thread, or (the same files and template) on a worker. */
+/** A model's tokenizer: loading, loaded, or failed (and then refused with that error). */
+interface ModelSlot {
+  readonly loading: Promise<LoadedModel>;
+  loaded?: LoadedModel;
+  error?: TokenizerUnavailableError;
+}
+
 interface LoadedModel {
   readonly tokenizer: ModelTokenizer;
   readonly files: TokenizerFiles;
@@ -65,7 +72,7 @@ export interface RegistryOptions {
  * other model keeps working. Implements exact prompt counting for the gatekeeper and /v1/tokenize.
  */
 export class TokenizerRegistry implements PromptTokenCounter {
-  private models = new Map<string, Promise<LoadedModel>>();
+  private models = new Map<string, ModelSlot>();
   private readonly pool: Piscina<CountTask, CountResult> | undefined;
   private threshold = 0;
   private readonly hub: HubOptions;
@@ -108,26 +115,38 @@ export class TokenizerRegistry implements PromptTokenCounter {
           throw new TokenizerUnavailableError(`The tokenizer for model '${model}' is unavailable: ${err.message}`);
         },
       );
-      tokenizer.catch(() => {}); // reported when a request needs it
-      models.set(model, tokenizer);
+      const slot: ModelSlot = { loading: tokenizer };
+      tokenizer.then(
+        (loaded) => (slot.loaded = loaded),
+        (err: TokenizerUnavailableError) => (slot.error = err), // reported when a request needs it
+      );
+      models.set(model, slot);
     }
     this.models = models;
   }
 
   /** Resolves when every model has loaded or failed. */
   async settled(): Promise<void> {
-    await Promise.allSettled(this.models.values());
+    await Promise.allSettled([...this.models.values()].map((slot) => slot.loading));
+  }
+
+  /** Whether some model's tokenizer is still loading (its requests would be refused with 503). */
+  get loading(): boolean {
+    return [...this.models.values()].some((slot) => slot.loaded === undefined && slot.error === undefined);
   }
 
   /**
    * Exactly the prompt_tokens vLLM will report for this request. A large prompt is rendered (chat)
    * and counted on a worker thread, so it does not hold up other requests' Checks.
    */
-  async count(model: string, request: OpenAIRequest): Promise<number> {
-    const loading = this.models.get(model);
-    if (loading === undefined) throw new TokenizerUnavailableError(`Model '${model}' is not configured.`);
+  async count(model: string, request: OpenAIRequest): Promise<readonly number[]> {
+    const slot = this.models.get(model);
+    if (slot === undefined) throw new TokenizerUnavailableError(`Model '${model}' is not configured.`);
+    if (slot.error) throw slot.error;
+    // Never wait for a download here: Envoy's ext_authz timeout would turn the wait into its own error.
+    const loaded = slot.loaded;
+    if (loaded === undefined) throw new TokenizerUnavailableError(`The tokenizer for model '${model}' is still loading; retry shortly.`);
     const prompt = promptOf(request);
-    const loaded = await loading;
     const onWorker = this.pool !== undefined && promptLargerThan(prompt, this.threshold);
     const stopTimer = this.options.metrics?.tokenizeDuration.startTimer({ thread: onWorker ? 'worker' : 'main' });
     try {
@@ -137,7 +156,7 @@ export class TokenizerRegistry implements PromptTokenCounter {
     }
   }
 
-  private async countOnWorker(pool: Piscina<CountTask, CountResult>, loaded: LoadedModel, prompt: Prompt): Promise<number> {
+  private async countOnWorker(pool: Piscina<CountTask, CountResult>, loaded: LoadedModel, prompt: Prompt): Promise<readonly number[]> {
     const { files, chatTemplate, templateTimeZone } = loaded;
     const nowMs = (this.options.clock ?? Date.now)();
     const result = await pool.run({ files, chatTemplate, templateTimeZone, nowMs, prompt });
@@ -150,7 +169,7 @@ export class TokenizerRegistry implements PromptTokenCounter {
   }
 }
 
-function countHere(tokenizer: ModelTokenizer, prompt: Prompt): number {
+function countHere(tokenizer: ModelTokenizer, prompt: Prompt): readonly number[] {
   try {
     return tokenizer.countPrompt(prompt);
   } catch (err) {
@@ -166,7 +185,7 @@ function countHere(tokenizer: ModelTokenizer, prompt: Prompt): number {
  * The walk stops once it passes `bytes`, so a small prompt costs microseconds.
  */
 function promptLargerThan(prompt: Prompt, bytes: number): boolean {
-  const pending: unknown[] = prompt.kind === 'chat' ? [prompt.templateVariables] : [...prompt.texts];
+  const pending: unknown[] = prompt.kind === 'chat' ? [prompt.templateVariables] : [...prompt.sequences];
   let size = 0;
   while (pending.length > 0 && size <= bytes) {
     const value = pending.pop();

@@ -33,6 +33,8 @@ export async function startTestApp(options: {
   store: { kind: 'memory' } | { kind: 'redis'; url: string };
   clock?: Clock;
   kube?: AppOptions['kube'];
+  /** Return before the tokenizers have loaded (default: wait, as Envoy waits for /readyz). */
+  waitForTokenizers?: boolean;
 }): Promise<TestApp> {
   const app = await startApp({
     grpcAddr: '127.0.0.1:0',
@@ -45,6 +47,8 @@ export async function startTestApp(options: {
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.kube ? { kube: options.kube } : {}),
   });
+  // As Envoy would only send traffic once /readyz says so: every tokenizer loaded (or failed).
+  if (options.waitForTokenizers !== false) await app.tokenizers.settled();
   const envoy = new EnvoyCheckClient(`127.0.0.1:${app.grpcPort}`);
   return {
     app,
