@@ -28,6 +28,7 @@ describe('logging', () => {
     );
     const store = new MemoryStore();
     const counter = new TokenizerRegistry(config, { logger });
+    await counter.settled();
     const gatekeeper = new Gatekeeper({
       config: () => config,
       engine: new QuotaEngine(store, () => config),
