@@ -1,7 +1,9 @@
 import { hash } from 'node:crypto';
+import { CodeUnitBuffer } from './code-units.js';
 import { UnsupportedTokenizerError } from './errors.js';
 import { GenerationalCache } from './generational-cache.js';
-import { jsRegexFromPattern } from './pattern.js';
+import { GPT2_PATTERN, preTokenizerFor, type PreTokenizer } from './pre-tokenizer.js';
+import { GenerationalSubstringCache, hashOfRange, SubstringTable } from './substring-table.js';
 
 /** The subset of a Hugging Face tokenizer.json that the fast path understands. */
 export interface TokenizerJson {
@@ -23,19 +25,23 @@ export interface TokenizerJson {
 
 /** How many distinct pre-tokens each cache generation holds (two generations: at most twice this). */
 const CACHE_GENERATION_SIZE = 100_000;
+/** The code units of the pre-tokens each cache generation holds: 8 per pre-token on average. */
+const CACHE_GENERATION_KEY_UNITS = 8 * CACHE_GENERATION_SIZE;
 /** How many segment counts each generation holds (a key is a 27-character digest). */
 const SEGMENT_CACHE_GENERATION_SIZE = 50_000;
 /** Shorter segments are counted directly: hashing them would cost as much. */
 const MIN_CACHED_SEGMENT_LENGTH = 64;
 /** Longer pre-tokens are not cached: they rarely repeat and would pin memory. */
 const MAX_CACHED_PIECE_LENGTH = 64;
-/** Above this many bytes a pre-token is merged through a queue of candidates instead of rescanning all pairs. */
+/** Above this many bytes a pre-token is merged through a queue of candidates instead of scanning all pairs. */
 const SMALL_PIECE_BYTES = 48;
 
 /**
  * A byte-level BPE tokenizer (GPT-2 / Llama 3 family) built from tokenizer.json, producing the same
- * ids as Hugging Face tokenizers, several times faster in JS: pre-tokens are looked up whole first
- * (ignore_merges), merges are a numeric pair → rank table, and results are cached per pre-token.
+ * ids as Hugging Face tokenizers, several times faster in JS: the known split patterns are scanned
+ * by hand (pre-tokenizer.ts) over the text's code units, pre-tokens are looked up by their range in
+ * typed-array hash tables (no string each) — whole first (ignore_merges), then among those counted
+ * before — and merges are a numeric pair → rank table.
  * Merging is O(n log n) in the pre-token's length, so one megabyte-long run of a character is cheap.
  * Throws UnsupportedTokenizerError for any tokenizer.json feature it does not implement, so the
  * caller can fall back to the general implementation rather than count wrongly.
@@ -43,19 +49,24 @@ const SMALL_PIECE_BYTES = 48;
 export class ByteLevelBpe {
   private readonly byteIds = new Int32Array(256);
   private readonly merges: MergeTable;
-  /** Whole pre-tokens (as text, not byte-level strings) that are single vocabulary entries. */
-  private readonly wholeTokens = new Map<string, number>();
-  private readonly ignoreMerges: boolean;
-  private readonly splitter: RegExp;
+  /** With ignore_merges: whole pre-tokens (as text, not byte-level strings) that are single vocabulary entries. */
+  private readonly wholeTokens: SubstringTable | undefined;
+  private readonly preTokenEnd: PreTokenizer;
   private readonly addedTokens: RegExp | undefined;
   private readonly addedIds = new Map<string, number>();
   private readonly prefixIds: number[];
   private readonly suffixIds: number[];
   /** Token counts of pre-tokens seen before (short ones only: they repeat; long ones rarely do). */
-  private readonly pieceCounts = new GenerationalCache<number>(CACHE_GENERATION_SIZE);
+  private readonly pieceCounts = new GenerationalSubstringCache(CACHE_GENERATION_SIZE, CACHE_GENERATION_KEY_UNITS);
   /** Token counts of whole segments (text between added tokens) by SHA-1. */
   private readonly segmentCounts = new GenerationalCache<number>(SEGMENT_CACHE_GENERATION_SIZE);
   private readonly encoder = new TextEncoder();
+  private readonly codeUnits = new CodeUnitBuffer();
+  private readonly scanningScratch = {
+    ids: new Int32Array(SMALL_PIECE_BYTES),
+    pairRanks: new Int32Array(SMALL_PIECE_BYTES),
+    pairMerged: new Int32Array(SMALL_PIECE_BYTES),
+  };
 
   constructor(json: TokenizerJson) {
     const model = json.model;
@@ -64,8 +75,7 @@ export class ByteLevelBpe {
       throw new UnsupportedTokenizerError('BPE options beyond byte-level BPE');
     }
     if (json.normalizer) throw new UnsupportedTokenizerError('normalizer');
-    this.splitter = byteLevelSplitter(json.pre_tokenizer);
-    this.ignoreMerges = model.ignore_merges === true;
+    this.preTokenEnd = byteLevelPreTokenizer(json.pre_tokenizer);
 
     const vocab = model.vocab;
     const unicodeOfByte = byteToUnicode();
@@ -76,17 +86,7 @@ export class ByteLevelBpe {
       if (id === undefined) throw new UnsupportedTokenizerError(`no token for byte ${byte}`);
       this.byteIds[byte] = id;
     }
-    // ignoreBOM keeps a leading U+FEFF: some vocabulary entries start with one.
-    const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-    for (const [token, id] of Object.entries(vocab)) {
-      const bytes = [...token].map((ch) => byteOfUnicode.get(ch));
-      if (bytes.some((b) => b === undefined)) continue;
-      try {
-        this.wholeTokens.set(decoder.decode(Uint8Array.from(bytes as number[])), id);
-      } catch {
-        // not valid UTF-8 on its own, so never a whole pre-token
-      }
-    }
+    this.wholeTokens = model.ignore_merges === true ? wholeTokenTable(vocab, byteOfUnicode) : undefined;
     this.merges = new MergeTable(model.merges.length);
     model.merges.forEach((merge, rank) => {
       const [left, right] = typeof merge === 'string' ? splitMerge(merge) : merge;
@@ -121,9 +121,11 @@ export class ByteLevelBpe {
     const ids: number[] = addSpecialTokens ? [...this.prefixIds] : [];
     this.forEachSegment(text, (segment, addedId) => {
       if (segment !== undefined) {
-        const splitter = this.splitter;
-        splitter.lastIndex = 0;
-        for (let match = splitter.exec(segment); match !== null; match = splitter.exec(segment)) ids.push(...this.pieceIds(match[0]));
+        const units = this.codeUnits.of(segment);
+        for (let start = 0, end = 0; start < units.length; start = end) {
+          end = this.preTokenEnd(segment, units, start);
+          ids.push(...this.pieceIds(segment, units, start, end));
+        }
       } else {
         ids.push(addedId!);
       }
@@ -172,46 +174,73 @@ export class ByteLevelBpe {
   }
 
   private countPieces(segment: string): number {
-    const splitter = this.splitter;
-    splitter.lastIndex = 0;
+    const units = this.codeUnits.of(segment);
     let total = 0;
-    for (let match = splitter.exec(segment); match !== null; match = splitter.exec(segment)) {
-      const piece = match[0];
-      let count = this.pieceCounts.get(piece);
-      if (count === undefined) {
-        count = this.pieceIds(piece).length;
-        if (piece.length <= MAX_CACHED_PIECE_LENGTH) this.pieceCounts.set(piece, count);
-      }
-      total += count;
+    for (let start = 0, end = 0; start < units.length; start = end) {
+      end = this.preTokenEnd(segment, units, start);
+      total += this.pieceCount(segment, units, start, end);
     }
     return total;
   }
 
-  private pieceIds(piece: string): readonly number[] {
-    const whole = this.ignoreMerges ? this.wholeTokens.get(piece) : undefined;
-    return whole !== undefined ? [whole] : this.merge(this.encoder.encode(piece));
+  /**
+   * The token count of the pre-token text[start, end) (`units` are text's code units), looked up by
+   * its range: no string is made unless it must be merged.
+   */
+  private pieceCount(text: string, units: Uint16Array, start: number, end: number): number {
+    if (end - start > MAX_CACHED_PIECE_LENGTH) return this.pieceIds(text, units, start, end).length;
+    const hash = hashOfRange(units, start, end);
+    if (this.wholeTokens !== undefined && this.wholeTokens.get(units, start, end, hash) >= 0) return 1;
+    let count = this.pieceCounts.get(units, start, end, hash);
+    if (count < 0) {
+      count = this.merge(this.encoder.encode(text.slice(start, end))).length;
+      this.pieceCounts.add(units, start, end, hash, count);
+    }
+    return count;
+  }
+
+  private pieceIds(text: string, units: Uint16Array, start: number, end: number): readonly number[] {
+    const whole = this.wholeTokens !== undefined ? this.wholeTokens.get(units, start, end, hashOfRange(units, start, end)) : -1;
+    return whole >= 0 ? [whole] : this.merge(this.encoder.encode(text.slice(start, end)));
   }
 
   private merge(bytes: Uint8Array): number[] {
-    if (bytes.length > SMALL_PIECE_BYTES) return this.mergeThroughQueue(bytes);
-    return this.mergeByScanning(Array.from(bytes, (b) => this.byteIds[b]!));
+    return bytes.length > SMALL_PIECE_BYTES ? this.mergeThroughQueue(bytes) : this.mergeByScanning(bytes);
   }
 
-  /** Repeatedly merge the lowest-ranked adjacent pair (leftmost on ties), rescanning: fine for short pieces. */
-  private mergeByScanning(ids: number[]): number[] {
+  /**
+   * Repeatedly merge the lowest-ranked adjacent pair (leftmost on ties), scanning: fine for short
+   * pieces. Each pair's rule is looked up once: a merge changes only the pairs either side of it.
+   */
+  private mergeByScanning(bytes: Uint8Array): number[] {
     const merges = this.merges;
+    // Scratch space (a piece is at most SMALL_PIECE_BYTES long): the symbols, and for each adjacent
+    // pair ids[i], ids[i + 1] the rank of its merge rule (-1: none) and the id it merges into.
+    const { ids, pairRanks, pairMerged } = this.scanningScratch;
+    const lookUpPair = (i: number) => {
+      const slot = merges.find(ids[i]!, ids[i + 1]!);
+      pairRanks[i] = slot < 0 ? -1 : merges.rankAt(slot);
+      if (slot >= 0) pairMerged[i] = merges.mergedAt(slot);
+    };
+    let length = bytes.length;
+    for (let i = 0; i < length; i++) ids[i] = this.byteIds[bytes[i]!]!;
+    for (let i = 0; i + 1 < length; i++) lookUpPair(i);
     for (;;) {
-      let best = -1;
       let at = -1;
-      for (let i = 0; i + 1 < ids.length; i++) {
-        const slot = merges.find(ids[i]!, ids[i + 1]!);
-        if (slot >= 0 && (best < 0 || merges.rankAt[slot]! < merges.rankAt[best]!)) {
-          best = slot;
-          at = i;
-        }
+      for (let i = 0; i + 1 < length; i++) {
+        const rank = pairRanks[i]!;
+        if (rank >= 0 && (at < 0 || rank < pairRanks[at]!)) at = i;
       }
-      if (at < 0) return ids;
-      ids.splice(at, 2, merges.mergedAt[best]!);
+      if (at < 0) return Array.from(ids.subarray(0, length));
+      ids[at] = pairMerged[at]!;
+      length--;
+      for (let i = at + 1; i < length; i++) {
+        ids[i] = ids[i + 1]!;
+        pairRanks[i - 1] = pairRanks[i]!;
+        pairMerged[i - 1] = pairMerged[i]!;
+      }
+      if (at > 0) lookUpPair(at - 1);
+      if (at + 1 < length) lookUpPair(at);
     }
   }
 
@@ -241,8 +270,8 @@ export class ByteLevelBpe {
         pairRank[i] = -1;
         return;
       }
-      pairRank[i] = merges.rankAt[slot]!;
-      pairMerged[i] = merges.mergedAt[slot]!;
+      pairRank[i] = merges.rankAt(slot);
+      pairMerged[i] = merges.mergedAt(slot);
       queue.push(pairRank[i]!, i);
     };
     for (let i = 0; i < n; i++) updatePair(i);
@@ -264,51 +293,63 @@ export class ByteLevelBpe {
 }
 
 /**
- * The merge rules as an open-addressing hash table in typed arrays: (left id, right id) → rank and
- * merged id. A Map keyed by left * 2^17 + right would box every key and value (they exceed small
- * integers) and take more than twice the memory.
+ * The merge rules as an open-addressing hash table in one typed array: (left id, right id) → rank and
+ * merged id, the four side by side so that a probe touches one cache line. A Map keyed by
+ * left * 2^17 + right would box every key and value (they exceed small integers) and take more than
+ * twice the memory.
  */
 class MergeTable {
-  private readonly lefts: Int32Array;
-  private readonly rights: Int32Array;
-  readonly rankAt: Int32Array;
-  readonly mergedAt: Int32Array;
+  /** RULE_FIELDS numbers a slot: left id (-1: an empty slot), right id, rank, merged id. */
+  private readonly slots: Int32Array;
   private readonly bits: number;
 
   constructor(rules: number) {
     this.bits = Math.max(4, Math.ceil(Math.log2(rules / 0.6)));
-    const size = 1 << this.bits;
-    this.lefts = new Int32Array(size).fill(-1);
-    this.rights = new Int32Array(size);
-    this.rankAt = new Int32Array(size);
-    this.mergedAt = new Int32Array(size);
+    this.slots = new Int32Array((1 << this.bits) * RULE_FIELDS);
+    for (let at = LEFT; at < this.slots.length; at += RULE_FIELDS) this.slots[at] = -1;
   }
 
   /** Adds a rule unless the pair already has one: the first (lowest-ranked) rule for a pair wins. */
   add(left: number, right: number, rank: number, merged: number): void {
-    const slot = this.slotOf(left, right);
-    if (this.lefts[slot] !== -1) return;
-    this.lefts[slot] = left;
-    this.rights[slot] = right;
-    this.rankAt[slot] = rank;
-    this.mergedAt[slot] = merged;
+    const at = this.slotOf(left, right) * RULE_FIELDS;
+    if (this.slots[at + LEFT] !== -1) return;
+    this.slots[at + LEFT] = left;
+    this.slots[at + RIGHT] = right;
+    this.slots[at + RANK] = rank;
+    this.slots[at + MERGED] = merged;
   }
 
   /** The slot holding the rule for (left, right), or -1 when the pair does not merge. */
   find(left: number, right: number): number {
     const slot = this.slotOf(left, right);
-    return this.lefts[slot] === -1 ? -1 : slot;
+    return this.slots[slot * RULE_FIELDS + LEFT] === -1 ? -1 : slot;
+  }
+
+  /** The rank of the rule in a slot `find` returned. */
+  rankAt(slot: number): number {
+    return this.slots[slot * RULE_FIELDS + RANK]!;
+  }
+
+  /** The merged id of the rule in a slot `find` returned. */
+  mergedAt(slot: number): number {
+    return this.slots[slot * RULE_FIELDS + MERGED]!;
   }
 
   /** Where (left, right) is, or the empty slot where it would go (linear probing). */
   private slotOf(left: number, right: number): number {
     const mask = (1 << this.bits) - 1;
     for (let slot = (Math.imul(left, 0x9e3779b1) ^ Math.imul(right, 0x85ebca77)) >>> (32 - this.bits); ; slot = (slot + 1) & mask) {
-      const l = this.lefts[slot]!;
-      if (l === -1 || (l === left && this.rights[slot] === right)) return slot;
+      const l = this.slots[slot * RULE_FIELDS + LEFT]!;
+      if (l === -1 || (l === left && this.slots[slot * RULE_FIELDS + RIGHT] === right)) return slot;
     }
   }
 }
+
+const RULE_FIELDS = 4;
+const LEFT = 0;
+const RIGHT = 1;
+const RANK = 2;
+const MERGED = 3;
 
 /**
  * Merge candidates in Hugging Face's order: lowest rank first, then leftmost position. Candidates are
@@ -442,11 +483,36 @@ function byteToUnicode(): string[] {
   return table;
 }
 
-/** The pre-token splitter of a byte-level tokenizer: Split(regex, Isolated) + ByteLevel, or ByteLevel with its own regex. */
-function byteLevelSplitter(preTokenizer: unknown): RegExp {
-  const GPT2_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+/** Whole vocabulary entries by the text they stand for; entries that are not valid UTF-8 on their own are never a whole pre-token. */
+function wholeTokenTable(vocab: Record<string, number>, byteOfUnicode: ReadonlyMap<string, number>): SubstringTable {
+  // ignoreBOM keeps a leading U+FEFF: some vocabulary entries start with one.
+  const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  const entries: Array<[string, number]> = [];
+  for (const [token, id] of Object.entries(vocab)) {
+    const bytes = [...token].map((ch) => byteOfUnicode.get(ch));
+    if (bytes.some((b) => b === undefined)) continue;
+    try {
+      entries.push([decoder.decode(Uint8Array.from(bytes as number[])), id]);
+    } catch {
+      // not valid UTF-8
+    }
+  }
+  const allUnits = new Uint16Array(entries.reduce((total, [text]) => total + text.length, 0));
+  const table = new SubstringTable(entries.length, allUnits.length);
+  let start = 0;
+  for (const [text, id] of entries) {
+    for (let i = 0; i < text.length; i++) allUnits[start + i] = text.charCodeAt(i);
+    const end = start + text.length;
+    table.add(allUnits, start, end, hashOfRange(allUnits, start, end), id);
+    start = end;
+  }
+  return table;
+}
+
+/** The pre-tokenizer of a byte-level tokenizer: Split(regex, Isolated) + ByteLevel, or ByteLevel with its own regex. */
+function byteLevelPreTokenizer(preTokenizer: unknown): PreTokenizer {
   const p = preTokenizer as { type?: string; pretokenizers?: unknown[]; use_regex?: boolean; add_prefix_space?: boolean } | null;
-  if (p?.type === 'ByteLevel' && p.use_regex !== false && !p.add_prefix_space) return jsRegexFromPattern(GPT2_PATTERN);
+  if (p?.type === 'ByteLevel' && p.use_regex !== false && !p.add_prefix_space) return preTokenizerFor(GPT2_PATTERN);
   if (p?.type === 'Sequence' && p.pretokenizers?.length === 2) {
     const [split, byteLevel] = p.pretokenizers as Array<Record<string, unknown>>;
     const pattern = (split?.['pattern'] as { Regex?: string } | undefined)?.Regex;
@@ -459,7 +525,7 @@ function byteLevelSplitter(preTokenizer: unknown): RegExp {
       byteLevel['use_regex'] === false &&
       !byteLevel['add_prefix_space']
     ) {
-      return jsRegexFromPattern(pattern);
+      return preTokenizerFor(pattern);
     }
   }
   throw new UnsupportedTokenizerError('pre-tokenizer is not byte-level with a split regex');
