@@ -65,6 +65,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   const gatekeeper = new Gatekeeper({
     config: currentConfig,
     engine,
+    clock,
     counter: tokenizers,
     metrics,
     logger,
@@ -83,8 +84,8 @@ export async function startApp(options: AppOptions): Promise<App> {
       logger,
       ready: async () => {
         if (kube && !kube.ready) return false;
-        // Ready means able to answer: a Check for a model still loading its tokenizer gets a 503.
-        if (tokenizers.loading) return false;
+        // Ready means able to answer: the tokenizers of the first configuration are loaded (or failed).
+        if (!tokenizers.initiallyLoaded) return false;
         if (config.settings.failOpen) return true;
         try {
           await store.ping();

@@ -51,10 +51,10 @@ describe('whole prompts seen before', () => {
     const weekday = new ChatTemplate("{{ strftime_now('%A') }}: {{ messages[0]['content'] }}", 'UTC', clock);
     const model = new ModelTokenizer(textTokenizerFrom(llamaTokenizerJson, llamaTokenizerConfig), weekday, llamaTokenizerConfig);
     const hello = promptOf(parseOpenAIRequest(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hello there' }] }), 'chat'));
-    const monday = model.countPrompt(hello)[0];
+    const monday = model.countPrompt(hello, 'hello')[0];
     expect(monday).toBe(referenceIds('Monday: hello there', false).length);
-    expect(model.countPrompt(hello)[0]).toBe(monday);
+    expect(model.countPrompt(hello, 'hello')[0]).toBe(monday);
     clock.advance(2 * 24 * 3600 * 1000); // Wednesday: a different count
-    expect(model.countPrompt(hello)[0]).toBe(referenceIds('Wednesday: hello there', false).length);
+    expect(model.countPrompt(hello, 'hello')[0]).toBe(referenceIds('Wednesday: hello there', false).length);
   });
 });

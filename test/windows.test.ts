@@ -6,27 +6,35 @@ const MINUTE = slidingWindow(60_000, 5_000);
 
 describe('calendar day', () => {
   const at = (iso: string) => Date.parse(iso);
-  const QUARTER = 15 * 60_000;
 
   it('counts quarter hours from local midnight and ends at the next', () => {
     const seoul = calendarDay('Asia/Seoul').positionAt(at('2026-11-23T14:59:59Z'));
-    expect(seoul.oldestCounted * QUARTER).toBe(at('2026-11-22T15:00:00Z'));
-    expect(seoul.bucket * QUARTER).toBe(at('2026-11-23T14:45:00Z'));
+    expect(seoul.oldestCounted * 60_000).toBe(at('2026-11-22T15:00:00Z'));
+    expect(seoul.bucket * 60_000).toBe(at('2026-11-23T14:45:00Z'));
     expect(seoul.expiresAt(seoul.bucket)).toBe(at('2026-11-23T15:00:00Z'));
     const next = calendarDay('Asia/Seoul').positionAt(at('2026-11-23T15:00:00Z'));
     expect(next.oldestCounted).toBe(next.bucket);
     expect(next.expiresAt(next.bucket)).toBe(at('2026-11-24T15:00:00Z'));
     const kathmandu = calendarDay('Asia/Kathmandu').positionAt(at('2026-11-23T12:00:00Z')); // UTC+05:45
-    expect(kathmandu.oldestCounted * QUARTER).toBe(at('2026-11-22T18:15:00Z'));
+    expect(kathmandu.oldestCounted * 60_000).toBe(at('2026-11-22T18:15:00Z'));
   });
 
   it('handles days of 23 and 25 hours at DST changes', () => {
     const spring = calendarDay('America/New_York').positionAt(at('2026-03-08T12:00:00Z'));
-    expect(spring.oldestCounted * QUARTER).toBe(at('2026-03-08T05:00:00Z'));
+    expect(spring.oldestCounted * 60_000).toBe(at('2026-03-08T05:00:00Z'));
     expect(spring.expiresAt(spring.bucket)).toBe(at('2026-03-09T04:00:00Z'));
     const autumn = calendarDay('America/New_York').positionAt(at('2026-11-01T12:00:00Z'));
-    expect(autumn.oldestCounted * QUARTER).toBe(at('2026-11-01T04:00:00Z'));
+    expect(autumn.oldestCounted * 60_000).toBe(at('2026-11-01T04:00:00Z'));
     expect(autumn.expiresAt(autumn.bucket)).toBe(at('2026-11-02T05:00:00Z'));
+  });
+
+  it('starts a day whose midnight DST skips where its clock jumps into it (Santiago, Azores)', () => {
+    // Chile springs forward at 24:00 on 5 Sep 2026: 6 Sep starts at 01:00 local, 04:00 UTC.
+    const santiago = calendarDay('America/Santiago').positionAt(at('2026-09-06T12:00:00Z'));
+    expect(santiago.oldestCounted * 60_000).toBe(at('2026-09-06T04:00:00Z'));
+    const eve = calendarDay('America/Santiago').positionAt(at('2026-09-06T03:30:00Z')); // 23:30 on the 5th
+    expect(eve.expiresAt(eve.bucket)).toBe(at('2026-09-06T04:00:00Z'));
+    expect(eve.ttlMs).toBeGreaterThan(24 * 3600_000);
   });
 
   it('places buckets by absolute time, so a zone change only moves where counting starts', () => {
@@ -34,8 +42,8 @@ describe('calendar day', () => {
     const utc = calendarDay('UTC').positionAt(now);
     const seoul = calendarDay('Asia/Seoul').positionAt(now); // already 24 Nov there, since 15:00 UTC
     expect(seoul.bucket).toBe(utc.bucket);
-    expect(seoul.oldestCounted * QUARTER).toBe(at('2026-11-23T15:00:00Z'));
-    expect(utc.oldestCounted * QUARTER).toBe(at('2026-11-23T00:00:00Z'));
+    expect(seoul.oldestCounted * 60_000).toBe(at('2026-11-23T15:00:00Z'));
+    expect(utc.oldestCounted * 60_000).toBe(at('2026-11-23T00:00:00Z'));
   });
 });
 

@@ -1,5 +1,6 @@
 import type { ConfigSnapshot } from '../config/snapshot.js';
 import { CONCURRENCY_LIMIT, counterKind, wordingOf } from '../limit-kinds.js';
+import { DenialMemo } from './denial-memo.js';
 import { ContextLengthError, tokensToReserve } from '../openai/reservation.js';
 import { identify } from '../identity/identify.js';
 import { BadRequestError, endpointKind, modelFromPath, parseOpenAIRequest } from '../openai/request.js';
@@ -53,6 +54,8 @@ export type Verdict =
     };
 
 const BODYLESS_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** How long a concurrency denial is remembered at most: a settlement can free a slot at any moment. */
+const CONCURRENCY_MEMO_MS = 250;
 
 /**
  * Decides one request: who is calling, which model, how many prompt tokens, and whether the quota
@@ -60,6 +63,8 @@ const BODYLESS_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
  * the transport can fail the call and let Envoy's failure_mode_allow decide.
  */
 export class Gatekeeper {
+  private readonly denials = new DenialMemo();
+
   constructor(
     private readonly deps: {
       readonly config: () => ConfigSnapshot;
@@ -69,6 +74,8 @@ export class Gatekeeper {
       readonly logger: Logger;
       /** False until a configuration is in force (with --kube, until the first sync). */
       readonly configured?: () => boolean;
+      /** The quota engine's clock (for how long a remembered denial holds). */
+      readonly clock?: () => number;
     },
   ) {}
 
@@ -157,6 +164,19 @@ export class Gatekeeper {
         code: 'model_not_found',
       });
     }
+    const remembered = this.denials.recall(user, model, config, this.now());
+    if (remembered !== undefined) return remembered;
+    // A large prompt costs real work to count: first make sure no limit that ignores its size denies it anyway.
+    if (bodyBytes > config.settings.tokenization.workerThresholdBytes) {
+      let early;
+      try {
+        early = await this.deps.engine.requestLimitDenial({ user, groups: identity.groups, model });
+      } catch (err) {
+        if (!(err instanceof StoreUnavailableError)) throw err;
+        return this.storeUnavailable(config, err);
+      }
+      if (early !== undefined) return this.remembered(user, model, config, early);
+    }
 
     let sequences: readonly number[];
     try {
@@ -177,6 +197,7 @@ export class Gatekeeper {
     try {
       tokens = tokensToReserve(parsed, sequences, config.settings.models[model]?.maxModelLen, config.settings.reservation.defaultCompletionTokens);
     } catch (err) {
+      if (err instanceof BadRequestError) return deny(400, 'bad_request', { message: err.message, type: 'invalid_request_error', param: err.param, code: null });
       if (!(err instanceof ContextLengthError)) throw err;
       return { kind: 'deny', status: 400, reason: 'context_length_exceeded', body: err.body, headers: { 'content-type': 'application/json' } };
     }
@@ -206,7 +227,24 @@ export class Gatekeeper {
         responseHeaders: rateLimitHeaders(admission.view),
       };
     }
-    return denyByLimit(admission, model);
+    return this.remembered(user, model, config, admission);
+  }
+
+  /**
+   * The 429 for a denial; one that no smaller request escapes is remembered until it could lift (a
+   * slot may free at any settlement, so concurrency briefly): a knocking caller is not counted again.
+   */
+  private remembered(user: string, model: string, config: ConfigSnapshot, admission: Extract<Admission, { admitted: false }>): Verdict {
+    const denial = denyByLimit(admission, model);
+    if (admission.limit === CONCURRENCY_LIMIT.name || counterKind(admission.limit).counts === 'requests') {
+      const holdMs = admission.limit === CONCURRENCY_LIMIT.name ? Math.min(CONCURRENCY_MEMO_MS, admission.retryAfterMs ?? 0) : (admission.retryAfterMs ?? 0);
+      if (holdMs > 0) this.denials.remember(user, model, config, denial, this.now() + holdMs);
+    }
+    return denial;
+  }
+
+  private now(): number {
+    return (this.deps.clock ?? Date.now)();
   }
 }
 

@@ -17,6 +17,8 @@ export interface OpenAIRequest {
   readonly stream: boolean;
   /** The parsed body, for the token counter (messages, prompt, tools, ...). */
   readonly body: Readonly<Record<string, unknown>>;
+  /** The body as received: equal texts parse to equal requests, so it keys caches exactly. */
+  readonly bodyText: string;
 }
 
 export class BadRequestError extends Error {
@@ -88,6 +90,7 @@ export function parseOpenAIRequest(bodyText: string, kind: RequestKind | 'by-bod
   }
 
   return {
+    bodyText,
     kind: endpoint,
     model: model as string | undefined,
     maxTokens,

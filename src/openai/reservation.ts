@@ -1,5 +1,5 @@
 import { errorBody } from './responses.js';
-import type { OpenAIRequest } from './request.js';
+import { BadRequestError, type OpenAIRequest } from './request.js';
 
 /** The request cannot fit the model's context: vLLM would refuse it with this 400 before generating. */
 export class ContextLengthError extends Error {
@@ -30,8 +30,14 @@ export function tokensToReserve(
   const asked = request.maxTokens;
   let total = 0;
   for (const promptTokens of prompts) total += promptTokens + completionBudget(promptTokens, asked, maxModelLen, defaultCompletionTokens) * request.choices;
+  if (total > MAX_RESERVATION) {
+    throw new BadRequestError(`The request could generate ${total} tokens, more than one request may reserve (${MAX_RESERVATION}).`, 'max_tokens');
+  }
   return total;
 }
+
+/** No request reserves more (about 1.1e12 tokens): no counter can near int64 (or Redis refuse an increment) within a window. */
+export const MAX_RESERVATION = 2 ** 40;
 
 function completionBudget(promptTokens: number, asked: number | undefined, maxModelLen: number | undefined, defaultCompletionTokens: number): number {
   if (maxModelLen === undefined) return asked ?? defaultCompletionTokens;

@@ -116,6 +116,38 @@ export class QuotaEngine {
     return admission;
   }
 
+  /**
+   * A read-only look at the limits no smaller request escapes (requests per minute, concurrency):
+   * the denial a request would get from them now, or undefined. Lets a caller skip expensive work
+   * (counting a large prompt) for a request that cannot be admitted; the admission decides for real.
+   */
+  async requestLimitDenial(request: Pick<AdmissionRequest, 'user' | 'groups' | 'model'>): Promise<Extract<Admission, { admitted: false }> | undefined> {
+    const config = this.config();
+    const now = this.clock();
+    const limits = config.limitsFor(request.user, request.model, request.groups);
+    const scope = { user: request.user, model: request.model };
+    const counters = this.counters(config).filter((c) => c.kind.counts === 'requests' && limits[c.kind.name] !== undefined);
+    const positions = counters.map((c) => c.window.positionAt(now));
+    const [buckets, leases] = await Promise.all([
+      this.store.readCounters(counters.map((c, i) => ({ scope, name: c.kind.name, oldestCounted: positions[i]!.oldestCounted }))),
+      limits[CONCURRENCY_LIMIT.name] === undefined ? Promise.resolve(0) : this.store.countLeases(scope, now),
+    ]);
+    const charges: CounterCharge[] = counters.map((c, i) => ({
+      name: c.kind.name,
+      limit: limits[c.kind.name]!,
+      cost: 1,
+      countsTokens: false,
+      bucket: positions[i]!.bucket,
+      oldestCounted: positions[i]!.oldestCounted,
+      ttlMs: 0,
+    }));
+    const full = charges.findIndex((c, i) => countedSum(buckets[i]!) + c.cost > c.limit!);
+    if (full >= 0) return this.denyByCounter(counters, charges, charges[full]!.name, buckets[full]!, now) as Extract<Admission, { admitted: false }>;
+    const concurrency = limits[CONCURRENCY_LIMIT.name];
+    if (concurrency !== undefined && leases >= concurrency) return denyByConcurrency(concurrency, CONCURRENCY_RETRY_MS) as Extract<Admission, { admitted: false }>;
+    return undefined;
+  }
+
   private async admitTo(request: AdmissionRequest, counters: readonly PlacedCounter[], takesSlot: boolean): Promise<Admission> {
     const config = this.config();
     const now = this.clock();

@@ -78,7 +78,9 @@ export class MemoryStore implements QuotaStore {
       const entry = state.counters.get(charge.name);
       const buckets = live(entry, now) ?? new Map<number, number>();
       buckets.set(charge.bucket, (buckets.get(charge.bucket) ?? 0) + charge.cost);
-      state.counters.set(charge.name, { value: buckets, expiresAtMs: now + charge.ttlMs });
+      // Only ever extended: a counter must outlive every bucket that still counts.
+      const expiresAtMs = Math.max(live(entry, now) ? entry!.expiresAtMs : 0, now + charge.ttlMs);
+      state.counters.set(charge.name, { value: buckets, expiresAtMs });
     }
     const taken = live(state.reservations.get(reservation.id), now) !== undefined || live(state.tombstones.get(reservation.id), now) !== undefined;
     const reservationId = taken ? fallback : reservation.id;

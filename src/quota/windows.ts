@@ -46,12 +46,16 @@ export function slidingWindow(lengthMs: number, bucketMs: number): Window {
 
 /** Every zone's offset from UTC is a whole number of quarter hours, so local midnight starts a bucket. */
 const QUARTER_HOUR_MS = 15 * 60_000;
+/** A day counter outlives any day in any zone (26 h) plus a minute, so a zone change never expires it early. */
+const DAY_COUNTER_TTL_MS = 26 * 3600_000 + 60_000;
 
 /**
- * A calendar day in `timeZone`, counted in quarter-hour buckets of absolute time: a check sums the
- * buckets from local midnight on. The buckets do not depend on the zone, so when the configured zone
- * changes mid-day, exactly the charges made since the new zone's midnight count — none are lost and
- * none from before that midnight linger.
+ * A calendar day in `timeZone`, counted in quarter-hour buckets of absolute time, named by their
+ * first minute since the epoch: a check sums the buckets from local midnight on. The buckets do not
+ * depend on the zone, so when the configured zone changes mid-day, exactly the charges made since the
+ * new zone's midnight count — none are lost and none from before that midnight linger. (Earlier
+ * releases kept one bucket per day named by the minute of local midnight: today's reads as today's
+ * first quarter hour, so counters carry over an upgrade, in either direction.)
  */
 export function calendarDay(timeZone: string): Window {
   let current: { startMs: number; endMs: number } | undefined;
@@ -64,21 +68,41 @@ export function calendarDay(timeZone: string): Window {
       }
       const { startMs, endMs } = current;
       return {
-        bucket: Math.floor(nowMs / QUARTER_HOUR_MS),
-        oldestCounted: Math.floor(startMs / QUARTER_HOUR_MS),
-        ttlMs: endMs - nowMs + 60_000,
+        bucket: quarterHourMinute(nowMs),
+        oldestCounted: quarterHourMinute(startMs),
+        ttlMs: DAY_COUNTER_TTL_MS,
         expiresAt: () => endMs,
       };
     },
   };
 }
 
-/** The UTC time of local midnight starting the given wall-clock date (day may overflow the month). */
+function quarterHourMinute(ms: number): number {
+  return Math.floor(ms / QUARTER_HOUR_MS) * 15;
+}
+
+/**
+ * The first instant of the given wall-clock date in the zone (day may overflow the month): local
+ * midnight, or — in zones whose DST change skips midnight (America/Santiago, Atlantic/Azores) — the
+ * first instant after the gap.
+ */
 function wallMidnightToUtc(year: number, month: number, day: number, timeZone: string): number {
   const wall = Date.UTC(year, month - 1, day);
   const guess = wall - wallClock(wall, timeZone).offsetMs;
   // The offset at the guess may differ from the offset at midnight itself (a DST change that day).
-  return wall - wallClock(guess, timeZone).offsetMs;
+  const candidate = wall - wallClock(guess, timeZone).offsetMs;
+  const { year: y, month: m, day: d } = wallClock(candidate, timeZone);
+  if (Date.UTC(y, m - 1, d) === wall) return candidate;
+  // Midnight does not exist that day: the day starts where the clock jumps into it, within the next hours.
+  let low = candidate;
+  let high = candidate + 3 * 3600_000;
+  while (high - low > 60_000) {
+    const mid = low + Math.floor((high - low) / 2 / 60_000) * 60_000;
+    const at = wallClock(mid, timeZone);
+    if (Date.UTC(at.year, at.month - 1, at.day) >= wall) high = mid;
+    else low = mid;
+  }
+  return high;
 }
 
 

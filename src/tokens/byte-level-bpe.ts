@@ -27,7 +27,7 @@ export interface TokenizerJson {
 const CACHE_GENERATION_SIZE = 100_000;
 /** The code units of the pre-tokens each cache generation holds: 8 per pre-token on average. */
 const CACHE_GENERATION_KEY_UNITS = 8 * CACHE_GENERATION_SIZE;
-/** How many segment counts each generation holds (a key is a 27-character digest). */
+/** How many segment counts each generation holds (a key is a 43-character digest). */
 const SEGMENT_CACHE_GENERATION_SIZE = 50_000;
 /** Shorter segments are counted directly: hashing them would cost as much. */
 const MIN_CACHED_SEGMENT_LENGTH = 64;
@@ -58,7 +58,7 @@ export class ByteLevelBpe {
   private readonly suffixIds: number[];
   /** Token counts of pre-tokens seen before (short ones only: they repeat; long ones rarely do). */
   private readonly pieceCounts = new GenerationalSubstringCache(CACHE_GENERATION_SIZE, CACHE_GENERATION_KEY_UNITS);
-  /** Token counts of whole segments (text between added tokens) by SHA-1. */
+  /** Token counts of whole segments (text between added tokens) by SHA-256. */
   private readonly segmentCounts = new GenerationalCache<number>(SEGMENT_CACHE_GENERATION_SIZE);
   private readonly encoder = new TextEncoder();
   private readonly codeUnits = new CodeUnitBuffer();
@@ -138,7 +138,7 @@ export class ByteLevelBpe {
    * The length `encode` would return, without building the id array. The text between two added
    * (special) tokens is tokenized independently of everything around it — added tokens are split out
    * before pre-tokenization — so the count of a segment seen before (an earlier turn of a
-   * conversation, a system prompt) is looked up by its SHA-1 instead of being tokenized again.
+   * conversation, a system prompt) is looked up by its SHA-256 instead of being tokenized again.
    */
   count(text: string, addSpecialTokens: boolean): number {
     let total = addSpecialTokens ? this.prefixIds.length + this.suffixIds.length : 0;
@@ -164,7 +164,7 @@ export class ByteLevelBpe {
 
   private segmentCount(segment: string): number {
     if (segment.length < MIN_CACHED_SEGMENT_LENGTH) return this.countPieces(segment);
-    const key = hash('sha1', segment, 'base64');
+    const key = hash('sha256', segment, 'base64');
     let count = this.segmentCounts.get(key);
     if (count === undefined) {
       count = this.countPieces(segment);

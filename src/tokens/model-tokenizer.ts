@@ -1,5 +1,4 @@
 import type { Prompt } from '../openai/prompt.js';
-import { hash } from 'node:crypto';
 import { ChatTemplate, ChatTemplateError, type ClockReads } from './chat-template.js';
 import { GenerationalCache } from './generational-cache.js';
 import { pythonStrip } from './python-strings.js';
@@ -29,12 +28,14 @@ export class ModelTokenizer {
   }
 
   /**
-   * The exact prompt tokens of each sequence of a prompt. A prompt seen before (a client retrying, a benchmark, a
+   * The exact prompt tokens of each sequence of a prompt. With a `cacheKey` (a digest of what the
+   * prompt was parsed from: equal keys, equal prompts), a prompt seen before (a client retrying, a
    * shared prompt) is not rendered again as long as every strftime_now its rendering called still
    * prints the same: the rendering is a function of the prompt and those readings alone.
    */
-  countPrompt(prompt: Prompt): readonly number[] {
-    const key = hash('sha1', JSON.stringify(prompt), 'base64');
+  countPrompt(prompt: Prompt, cacheKey?: string): readonly number[] {
+    if (cacheKey === undefined) return this.count(this.promptText(prompt).text);
+    const key = cacheKey;
     const known = this.promptCounts.get(key);
     if (known !== undefined && (known.clockReads.length === 0 || this.template!.clockReadsHold(known.clockReads))) return known.tokens;
     const { text, clockReads } = this.promptText(prompt);

@@ -1,3 +1,4 @@
+import { hash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { ConfigSnapshot } from '../config/snapshot.js';
@@ -26,12 +27,20 @@ type Loaded = { readonly files: TokenizerFiles; readonly text: TextTokenizer; re
 /** A model ready to count: on this thread, or (the same files and template) on a worker. */
 /** A model's tokenizer: loading, loaded, or failed (and then refused with that error). */
 interface ModelSlot {
+  /** What the slot was built from: a configuration with the same key keeps the slot (and its caches). */
+  readonly key: string;
   readonly loading: Promise<LoadedModel>;
   loaded?: LoadedModel;
   error?: TokenizerUnavailableError;
+  failedAtMs?: number;
 }
 
+/** A failed tokenizer is tried again by a later configuration only after this long (a hub outage is not hammered). */
+const RETRY_FAILED_AFTER_MS = 60_000;
+
 interface LoadedModel {
+  /** Why chat requests cannot be counted (the chat template does not compile); completions still can. */
+  readonly templateError?: string;
   readonly tokenizer: ModelTokenizer;
   readonly files: TokenizerFiles;
   readonly chatTemplate: string | undefined;
@@ -76,6 +85,7 @@ export class TokenizerRegistry implements PromptTokenCounter {
   private readonly pool: Piscina<CountTask, CountResult> | undefined;
   private threshold = 0;
   private readonly hub: HubOptions;
+  private firstLoadDone = false;
 
   /** The worker pool is sized from `config` once; everything else follows `configure`. */
   constructor(
@@ -88,41 +98,81 @@ export class TokenizerRegistry implements PromptTokenCounter {
       workers > 0
         ? new Piscina<CountTask, CountResult>({
             filename: fileURLToPath(options.workerScript ?? new URL('./count-worker.js', import.meta.url)),
-            minThreads: 0,
+            // Kept alive and warmed per model (see warm): a large prompt never waits for a tokenizer to load.
+            minThreads: workers,
             maxThreads: workers,
-            idleTimeout: 60_000,
+            idleTimeout: Infinity,
           })
         : undefined;
     this.configure(config);
   }
 
-  /** Follows a new configuration: tokenizers already loaded are reused, new ones load in the background. */
+  /**
+   * Follows a new configuration. A model whose tokenizer, chat template and zone are unchanged keeps
+   * its slot (loaded tokenizer, caches, or a recent failure); others load in the background.
+   */
   configure(config: ConfigSnapshot): void {
     const { workerThresholdBytes, templateTimeZone } = config.settings.tokenization;
     this.threshold = workerThresholdBytes;
+    const now = Date.now();
     const models: typeof this.models = new Map();
     for (const model of config.modelNames) {
       const settings = config.settings.models[model]!;
       const source = settings.tokenizer ?? DEFAULT_TOKENIZER_SOURCE;
-      const tokenizer = loadTokenizer(source, this.hub).then(
-        (loaded): LoadedModel => {
-          const chatTemplate = settings.chatTemplate ?? templateSourceOf(loaded.config);
-          const template = chatTemplate === undefined ? undefined : new ChatTemplate(chatTemplate, templateTimeZone, this.options.clock);
-          return { tokenizer: new ModelTokenizer(loaded.text, template, loaded.config), files: loaded.files, chatTemplate, templateTimeZone };
-        },
-        (err: Error) => {
-          this.options.logger.error({ model, tokenizer: describeSource(source), err: err.message }, 'tokenizer unavailable');
-          throw new TokenizerUnavailableError(`The tokenizer for model '${model}' is unavailable: ${err.message}`);
-        },
-      );
-      const slot: ModelSlot = { loading: tokenizer };
-      tokenizer.then(
-        (loaded) => (slot.loaded = loaded),
-        (err: TokenizerUnavailableError) => (slot.error = err), // reported when a request needs it
-      );
-      models.set(model, slot);
+      const key = JSON.stringify([source, settings.chatTemplate ?? null, templateTimeZone]);
+      const previous = this.models.get(model);
+      const retry = previous?.failedAtMs !== undefined && now - previous.failedAtMs >= RETRY_FAILED_AFTER_MS;
+      models.set(model, previous?.key === key && !retry ? previous : this.load(model, key, source, settings.chatTemplate, templateTimeZone));
     }
     this.models = models;
+  }
+
+  private load(model: string, key: string, source: TokenizerSource, configuredTemplate: string | undefined, templateTimeZone: string): ModelSlot {
+    const loading = loadTokenizer(source, this.hub).then(
+      async (loaded): Promise<LoadedModel> => {
+        const chatTemplate = configuredTemplate ?? templateSourceOf(loaded.config);
+        let template: ChatTemplate | undefined;
+        let templateError: string | undefined;
+        try {
+          template = chatTemplate === undefined ? undefined : new ChatTemplate(chatTemplate, templateTimeZone, this.options.clock);
+        } catch (err) {
+          templateError = `The chat template of model '${model}' does not compile: ${(err as Error).message}`;
+          this.options.logger.error({ model, err: templateError }, 'chat template unusable');
+        }
+        const ready: LoadedModel = {
+          tokenizer: new ModelTokenizer(loaded.text, template, loaded.config),
+          files: loaded.files,
+          chatTemplate: templateError === undefined ? chatTemplate : undefined,
+          templateTimeZone,
+          ...(templateError === undefined ? {} : { templateError }),
+        };
+        await this.warm(ready);
+        return ready;
+      },
+      (err: Error) => {
+        this.options.logger.error({ model, tokenizer: describeSource(source), err: err.message }, 'tokenizer unavailable');
+        throw new TokenizerUnavailableError(`The tokenizer for model '${model}' is unavailable: ${err.message}`);
+      },
+    );
+    const slot: ModelSlot = { key, loading };
+    loading.then(
+      (loaded) => (slot.loaded = loaded),
+      (err: TokenizerUnavailableError) => {
+        slot.error = err; // reported when a request needs it
+        slot.failedAtMs = Date.now();
+      },
+    );
+    return slot;
+  }
+
+  /** Loads the model's tokenizer in every worker too, so that the first large prompt is counted in time. */
+  private async warm(model: LoadedModel): Promise<void> {
+    if (this.pool === undefined) return;
+    const prompt: Prompt = { kind: 'completion', sequences: ['warm-up'], addSpecialTokens: true };
+    const { files, chatTemplate, templateTimeZone } = model;
+    await Promise.all(
+      Array.from({ length: this.pool.threads.length || 1 }, () => this.pool!.run({ files, chatTemplate, templateTimeZone, nowMs: Date.now(), prompt })),
+    ).catch((err: Error) => this.options.logger.warn({ err: err.message }, 'worker warm-up failed; the first large prompt loads the tokenizer'));
   }
 
   /** Resolves when every model has loaded or failed. */
@@ -130,9 +180,14 @@ export class TokenizerRegistry implements PromptTokenCounter {
     await Promise.allSettled([...this.models.values()].map((slot) => slot.loading));
   }
 
-  /** Whether some model's tokenizer is still loading (its requests would be refused with 503). */
-  get loading(): boolean {
-    return [...this.models.values()].some((slot) => slot.loaded === undefined && slot.error === undefined);
+  /**
+   * Whether the first configuration's tokenizers are all loaded (or failed). Readiness waits for
+   * this only: a model added later, still loading, answers 503 on its own without taking every other
+   * model's traffic away from this replica.
+   */
+  get initiallyLoaded(): boolean {
+    this.firstLoadDone ||= [...this.models.values()].every((slot) => slot.loaded !== undefined || slot.error !== undefined);
+    return this.firstLoadDone;
   }
 
   /**
@@ -146,11 +201,13 @@ export class TokenizerRegistry implements PromptTokenCounter {
     // Never wait for a download here: Envoy's ext_authz timeout would turn the wait into its own error.
     const loaded = slot.loaded;
     if (loaded === undefined) throw new TokenizerUnavailableError(`The tokenizer for model '${model}' is still loading; retry shortly.`);
+    if (request.kind === 'chat' && loaded.templateError !== undefined) throw new TokenizerUnavailableError(loaded.templateError);
     const prompt = promptOf(request);
     const onWorker = this.pool !== undefined && promptLargerThan(prompt, this.threshold);
     const stopTimer = this.options.metrics?.tokenizeDuration.startTimer({ thread: onWorker ? 'worker' : 'main' });
     try {
-      return onWorker ? await this.countOnWorker(this.pool!, loaded, prompt) : countHere(loaded.tokenizer, prompt);
+      if (onWorker) return await this.countOnWorker(this.pool!, loaded, prompt);
+      return countHere(loaded.tokenizer, prompt, hash('sha256', `${request.kind}\n${request.bodyText}`, 'base64'));
     } finally {
       stopTimer?.();
     }
@@ -169,9 +226,9 @@ export class TokenizerRegistry implements PromptTokenCounter {
   }
 }
 
-function countHere(tokenizer: ModelTokenizer, prompt: Prompt): readonly number[] {
+function countHere(tokenizer: ModelTokenizer, prompt: Prompt, cacheKey: string): readonly number[] {
   try {
-    return tokenizer.countPrompt(prompt);
+    return tokenizer.countPrompt(prompt, cacheKey);
   } catch (err) {
     if (err instanceof ChatTemplateError) throw new BadRequestError(err.message, 'messages');
     throw err;
