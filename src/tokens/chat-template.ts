@@ -1,5 +1,6 @@
 import { Environment, Template } from '@huggingface/jinja';
 import { wallClock } from '../zoned-time.js';
+import { compileTemplate, InterpreterRequired, TemplateNotCompilable, type CompiledTemplate } from './jinja-compiler.js';
 import { PythonJinjaInterpreter } from './python-jinja.js';
 
 /** A template called raise_exception, or failed to render: the request is malformed for this model. */
@@ -9,18 +10,23 @@ export class ChatTemplateError extends Error {
 
 export type Clock = () => number;
 
+/** What a rendering read of the clock: strftime_now's format and what it printed. */
+export type ClockReads = ReadonlyArray<readonly [format: string, printed: string]>;
+
 /**
  * A Hugging Face chat template, rendered the way transformers' apply_chat_template does (the path
  * vLLM takes): trim_blocks and lstrip_blocks, and the globals raise_exception and strftime_now.
  * String filters and methods and tojson follow Python's semantics (see PythonJinjaInterpreter).
  * strftime_now reads `clock` in `timeZone` with English (C locale) names, as Python's strftime does
  * on a model server running in UTC, instead of this process's own zone and locale.
+ *
+ * The template is compiled once to JavaScript closures (jinja-compiler.ts), which render what
+ * PythonJinjaInterpreter renders without its per-value boxing. A template the compiler refuses,
+ * and a rendering it cannot do exactly (InterpreterRequired), are rendered by the interpreter.
  */
-/** What a rendering read of the clock: strftime_now's format and what it printed. */
-export type ClockReads = ReadonlyArray<readonly [format: string, printed: string]>;
-
 export class ChatTemplate {
   private readonly parsed: Template['parsed'];
+  private readonly compiled: CompiledTemplate | undefined;
   /** strftime_now's results within the current second (formatting a zoned time is costly). */
   private printedThisSecond = { second: NaN, byFormat: new Map<string, string>() };
 
@@ -34,6 +40,7 @@ export class ChatTemplate {
     } catch (err) {
       throw new ChatTemplateError(`chat template does not parse: ${(err as Error).message}`);
     }
+    this.compiled = compiledOrUndefined(this.parsed);
   }
 
   render(variables: Readonly<Record<string, unknown>>): string {
@@ -43,7 +50,6 @@ export class ChatTemplate {
   /** The rendering, and every strftime_now it called: the same variables render the same while those print the same. */
   renderReadingClock(variables: Readonly<Record<string, unknown>>): { text: string; clockReads: ClockReads } {
     const clockReads: Array<[string, string]> = [];
-    const env = new Environment();
     const globals: Record<string, unknown> = {
       false: false,
       true: true,
@@ -61,18 +67,30 @@ export class ChatTemplate {
         return printed;
       },
     };
-    for (const [name, value] of Object.entries({ ...globals, ...variables })) env.set(name, value);
-    try {
-      return { text: new PythonJinjaInterpreter(env).run(this.parsed).value as string, clockReads };
-    } catch (err) {
-      if (err instanceof ChatTemplateError) throw err;
-      throw new ChatTemplateError(`chat template failed: ${(err as Error).message}`);
+    if (this.compiled !== undefined) {
+      try {
+        return { text: this.compiled(globals, variables), clockReads };
+      } catch (err) {
+        if (!(err instanceof InterpreterRequired)) throw templateError(err);
+        clockReads.length = 0;
+      }
     }
+    return { text: this.interpret(globals, variables), clockReads };
   }
 
   /** Whether strftime_now would print now what it printed for an earlier rendering. */
   clockReadsHold(reads: ClockReads): boolean {
     return reads.every(([format, printed]) => this.strftimeNow(format) === printed);
+  }
+
+  private interpret(globals: Readonly<Record<string, unknown>>, variables: Readonly<Record<string, unknown>>): string {
+    const env = new Environment();
+    for (const [name, value] of Object.entries({ ...globals, ...variables })) env.set(name, value);
+    try {
+      return new PythonJinjaInterpreter(env).run(this.parsed).value as string;
+    } catch (err) {
+      throw templateError(err);
+    }
   }
 
   private strftimeNow(format: string): string {
@@ -86,6 +104,20 @@ export class ChatTemplate {
     }
     return printed;
   }
+}
+
+function compiledOrUndefined(parsed: Template['parsed']): CompiledTemplate | undefined {
+  try {
+    return compileTemplate(parsed);
+  } catch (err) {
+    if (err instanceof TemplateNotCompilable) return undefined;
+    throw err;
+  }
+}
+
+function templateError(err: unknown): ChatTemplateError {
+  if (err instanceof ChatTemplateError) return err;
+  return new ChatTemplateError(`chat template failed: ${(err as Error).message}`);
 }
 
 function range(start: number, stop?: number, step = 1): number[] {
