@@ -35,7 +35,9 @@ afterEach(async () => {
 describe('seams review 2: the worker is part of "able to answer"', () => {
   // Every app has its own piscina pool, whose threads start cold.
   it('W1 once /readyz is 200, a large prompt (worker path) is answered within envoy.yaml\'s 1 s ext_authz timeout', async () => {
-    t = await startTestApp({ configYaml: 'models:\n  small: {}\nidentity: { trustUserHeader: true }\n', store: { kind: 'memory' } });
+    t = await startTestApp({ configYaml: 'models:\n  small: {}\nidentity: { trustUserHeader: true }\ntokenization: { workers: 1 }\n', store: { kind: 'memory' }, waitForTokenizers: false });
+    const deadline = Date.now() + 20_000;
+    while ((await fetch(`${t.http}/readyz`)).status !== 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect((await fetch(`${t.http}/readyz`)).status).toBe(200);
     // 25 KB of text: above workerThresholdBytes (16 KiB), so it is rendered and counted on the worker.
     const body = { model: 'small', messages: [{ role: 'user', content: 'word '.repeat(5000) }], max_tokens: 10 };
@@ -47,7 +49,7 @@ describe('seams review 2: the worker is part of "able to answer"', () => {
   });
 
   it('W2 a key already over its requestsPerMinute cannot hold up other users\' large prompts past the ext_authz timeout', async () => {
-    const configYaml = 'models:\n  small: {}\nusers:\n  mallory: { limits: { requestsPerMinute: 1 } }\nidentity: { trustUserHeader: true }\n';
+    const configYaml = 'models:\n  small: {}\nusers:\n  mallory: { limits: { requestsPerMinute: 1 } }\nidentity: { trustUserHeader: true }\ntokenization: { workers: 1 }\n';
     t = await startTestApp({ configYaml, store: { kind: 'memory' } });
     const app = t;
     // Warm the worker (W1 is a separate defect) and use mallory's one request of the minute.

@@ -40,6 +40,8 @@ export type Verdict =
         readonly promptTokens: number;
         readonly reservedTokens: number;
         readonly reservationId: string;
+        /** Identifies the admission to takeBack. */
+        readonly attempt: string;
       };
       /** Headers to add to the response the client receives. */
       readonly responseHeaders: Readonly<Record<string, string>>;
@@ -223,7 +225,7 @@ export class Gatekeeper {
       return {
         kind: 'allow',
         user,
-        charge: { model, promptTokens, reservedTokens: admission.reservedTokens, reservationId: admission.reservationId },
+        charge: { model, promptTokens, reservedTokens: admission.reservedTokens, reservationId: admission.reservationId, attempt: admission.attempt },
         responseHeaders: rateLimitHeaders(admission.view),
       };
     }
@@ -241,6 +243,16 @@ export class Gatekeeper {
       if (holdMs > 0) this.denials.remember(user, model, config, denial, this.now() + holdMs);
     }
     return denial;
+  }
+
+  /** Takes back an admission whose answer never reached the caller (it went away as the verdict was sent). */
+  async takeBack(verdict: Extract<Verdict, { kind: 'allow' }>): Promise<void> {
+    if (verdict.charge === undefined) return;
+    const { model, reservationId, attempt } = verdict.charge;
+    this.deps.metrics.decisions.inc({ result: 'abandoned', reason: 'caller_gone' });
+    await this.deps.engine.cancel({ user: verdict.user, model }, reservationId, attempt).catch((err: unknown) =>
+      this.deps.logger.warn({ err: (err as Error).message }, 'could not take back an abandoned reservation; it expires by itself'),
+    );
   }
 
   private now(): number {

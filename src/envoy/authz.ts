@@ -102,9 +102,18 @@ export function authorizationHandlers(gatekeeper: Gatekeeper, metrics: Metrics, 
   return {
     Check(call: grpc.ServerUnaryCall<CheckRequest, object>, callback: grpc.sendUnaryData<object>) {
       const stopTimer = metrics.checkDuration.startTimer();
+      let admitted: Extract<Verdict, { kind: 'allow' }> | undefined;
+      // A cancellation that arrives as the verdict is sent means the answer never reached Envoy.
+      call.once('cancelled', () => {
+        if (admitted) void gatekeeper.takeBack(admitted);
+      });
       gatekeeper
         .decide(checkRequestToView(call.request), abandonedCheck(call))
-        .then((verdict) => callback(null, verdictToCheckResponse(verdict)))
+        .then((verdict) => {
+          if (verdict.kind === 'allow') admitted = verdict;
+          if (call.cancelled) return void (admitted && gatekeeper.takeBack(admitted));
+          callback(null, verdictToCheckResponse(verdict));
+        })
         .catch((err: unknown) => {
           if (err instanceof AbandonedError) {
             metrics.decisions.inc({ result: 'abandoned', reason: 'caller_gone' });

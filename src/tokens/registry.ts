@@ -31,6 +31,8 @@ interface ModelSlot {
   readonly key: string;
   readonly loading: Promise<LoadedModel>;
   loaded?: LoadedModel;
+  /** The counting workers have loaded it too (or there are none). */
+  warm?: boolean;
   error?: TokenizerUnavailableError;
   failedAtMs?: number;
 }
@@ -146,7 +148,6 @@ export class TokenizerRegistry implements PromptTokenCounter {
           templateTimeZone,
           ...(templateError === undefined ? {} : { templateError }),
         };
-        await this.warm(ready);
         return ready;
       },
       (err: Error) => {
@@ -156,7 +157,10 @@ export class TokenizerRegistry implements PromptTokenCounter {
     );
     const slot: ModelSlot = { key, loading };
     loading.then(
-      (loaded) => (slot.loaded = loaded),
+      (loaded) => {
+        slot.loaded = loaded;
+        void this.warm(loaded).then(() => (slot.warm = true));
+      },
       (err: TokenizerUnavailableError) => {
         slot.error = err; // reported when a request needs it
         slot.failedAtMs = Date.now();
@@ -186,7 +190,7 @@ export class TokenizerRegistry implements PromptTokenCounter {
    * model's traffic away from this replica.
    */
   get initiallyLoaded(): boolean {
-    this.firstLoadDone ||= [...this.models.values()].every((slot) => slot.loaded !== undefined || slot.error !== undefined);
+    this.firstLoadDone ||= [...this.models.values()].every((slot) => slot.warm === true || slot.error !== undefined);
     return this.firstLoadDone;
   }
 

@@ -13,11 +13,17 @@ export const TEST_ADMIN_TOKEN = 'test-admin-token';
 /** Headers for tokenwarden's HTTP API as the admin. */
 export const ADMIN = { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } as const;
 
-/** The config with the test admin token added when it configures none. */
-function withTestAdmin(configYaml: string): string {
-  const config = (parseYaml(configYaml) ?? {}) as { admin?: { tokenSha256?: string } };
-  if (config.admin?.tokenSha256 !== undefined) return configYaml;
-  return stringifyYaml({ ...config, admin: { ...config.admin, tokenSha256: createHash('sha256').update(TEST_ADMIN_TOKEN).digest('hex') } });
+/**
+ * The config as tests run it: the test admin token added when it configures none, and no counting
+ * worker unless it asks for one (a worker loads its own tokenizer, about a second, in every app).
+ */
+function forTests(configYaml: string): string {
+  const config = (parseYaml(configYaml) ?? {}) as { admin?: { tokenSha256?: string }; tokenization?: { workers?: number } };
+  return stringifyYaml({
+    ...config,
+    admin: { ...config.admin, tokenSha256: config.admin?.tokenSha256 ?? createHash('sha256').update(TEST_ADMIN_TOKEN).digest('hex') },
+    tokenization: { ...config.tokenization, workers: config.tokenization?.workers ?? 0 },
+  });
 }
 
 export interface TestApp {
@@ -39,7 +45,7 @@ export async function startTestApp(options: {
   const app = await startApp({
     grpcAddr: '127.0.0.1:0',
     httpAddr: '127.0.0.1:0',
-    config: parseLimitsYaml(withTestAdmin(options.configYaml), 'test config'),
+    config: parseLimitsYaml(forTests(options.configYaml), 'test config'),
     store: options.store,
     logger: createLogger(process.env['TEST_LOG'] ?? 'silent'),
     // The TypeScript sources run under vitest, but worker threads need the compiled worker (make build).
@@ -48,7 +54,10 @@ export async function startTestApp(options: {
     ...(options.kube ? { kube: options.kube } : {}),
   });
   // As Envoy would only send traffic once /readyz says so: every tokenizer loaded (or failed).
-  if (options.waitForTokenizers !== false) await app.tokenizers.settled();
+  if (options.waitForTokenizers !== false) {
+    await app.tokenizers.settled();
+    while (!app.tokenizers.initiallyLoaded) await new Promise((r) => setTimeout(r, 10));
+  }
   const envoy = new EnvoyCheckClient(`127.0.0.1:${app.grpcPort}`);
   return {
     app,
