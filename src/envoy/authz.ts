@@ -29,6 +29,8 @@ export const EXT_AUTHZ_METADATA_NAMESPACE = 'envoy.filters.http.ext_authz';
 // google.rpc.Code values for the CheckResponse status; any non-OK status is a denial to Envoy.
 const RPC_CODE_FOR_HTTP: Record<number, number> = { 400: 3, 401: 16, 404: 5, 413: 3, 429: 8, 500: 13, 503: 14 };
 const PERMISSION_DENIED = 7;
+/** A decision slower than this may have kept a cancellation from being read. */
+const SLOW_DECISION_MS = 2;
 
 export function checkRequestToView(request: CheckRequest): RequestView {
   const http = request.attributes?.request?.http ?? {};
@@ -102,16 +104,14 @@ export function authorizationHandlers(gatekeeper: Gatekeeper, metrics: Metrics, 
   return {
     Check(call: grpc.ServerUnaryCall<CheckRequest, object>, callback: grpc.sendUnaryData<object>) {
       const stopTimer = metrics.checkDuration.startTimer();
-      let admitted: Extract<Verdict, { kind: 'allow' }> | undefined;
-      // A cancellation that arrives as the verdict is sent means the answer never reached Envoy.
-      call.once('cancelled', () => {
-        if (admitted) void gatekeeper.takeBack(admitted);
-      });
+      const startedMs = Date.now();
       gatekeeper
         .decide(checkRequestToView(call.request), abandonedCheck(call))
-        .then((verdict) => {
-          if (verdict.kind === 'allow') admitted = verdict;
-          if (call.cancelled) return void (admitted && gatekeeper.takeBack(admitted));
+        .then(async (verdict) => {
+          // A long decision (a prompt counted on this thread) may have hidden a cancellation still
+          // unread on the socket: let it be read, so an answer nobody receives is taken back.
+          if (verdict.kind === 'allow' && Date.now() - startedMs > SLOW_DECISION_MS) await new Promise(setImmediate);
+          if (call.cancelled && verdict.kind === 'allow') return gatekeeper.takeBack(verdict);
           callback(null, verdictToCheckResponse(verdict));
         })
         .catch((err: unknown) => {
