@@ -190,6 +190,8 @@ export class TokenizerRegistry implements PromptTokenCounter {
    * model's traffic away from this replica.
    */
   get initiallyLoaded(): boolean {
+    // A configuration with no models (--kube before the first sync) proves nothing yet.
+    if (this.models.size === 0) return true;
     this.firstLoadDone ||= [...this.models.values()].every((slot) => slot.warm === true || slot.error !== undefined);
     return this.firstLoadDone;
   }
