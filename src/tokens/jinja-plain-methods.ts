@@ -3,6 +3,7 @@ import {
   type Arguments,
 } from './jinja-plain-values.js';
 import type { JinjaValue } from './jinja-values.js';
+import { bindArguments } from './python-call.js';
 import { pythonJsonDumps } from './python-json.js';
 import {
   codePointAt, pythonAffixMatch, pythonCapitalize, pythonReplace, pythonSplit, pythonStrip, pythonTitle,
@@ -18,17 +19,7 @@ type Bound = unknown;
 
 /** Binds arguments to parameter names as Python does. */
 export function bind(args: Arguments, parameters: readonly string[], callee: string): Bound[] {
-  if (args.positional.length > parameters.length) {
-    throw new TypeError(`${callee}() takes at most ${parameters.length} arguments (${args.positional.length} given)`);
-  }
-  const bound: Bound[] = parameters.map((_, i) => (i < args.positional.length ? args.positional[i] : MISSING));
-  for (const [name, value] of args.keyword) {
-    const at = parameters.indexOf(name);
-    if (at < 0) throw new TypeError(`${callee}() got an unexpected keyword argument '${name}'`);
-    if (bound[at] !== MISSING) throw new TypeError(`${callee}() got multiple values for argument '${name}'`);
-    bound[at] = value;
-  }
-  return bound;
+  return bindArguments(args.positional, args.keyword, parameters, callee, MISSING) as Bound[];
 }
 
 const isNone = (argument: Bound) => argument === MISSING || argument === null;

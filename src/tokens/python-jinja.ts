@@ -3,6 +3,7 @@ import {
   jinjaArray, jinjaBoolean, jinjaFunction, jinjaInteger, jinjaString, jinjaUndefined, JinjaInterpreter,
   type JinjaNode, type JinjaScope, type JinjaValue,
 } from './jinja-values.js';
+import { bindArguments } from './python-call.js';
 import { pythonJsonDumps } from './python-json.js';
 import {
   codePointAt, codePointLength, jinjaTitle, pythonAffixMatch, pythonCapitalize, pythonReplace, pythonSplit, pythonStrip, pythonTitle,
@@ -107,17 +108,7 @@ function argumentsOf(args: JinjaValue[]): Arguments {
 
 /** Binds arguments to parameter names as Python does; a missing one is undefined. */
 function bind(args: Arguments, parameters: readonly string[], callee: string): Array<JinjaValue | undefined> {
-  if (args.positional.length > parameters.length) {
-    throw new TypeError(`${callee}() takes at most ${parameters.length} arguments (${args.positional.length} given)`);
-  }
-  const bound: Array<JinjaValue | undefined> = parameters.map((_, i) => args.positional[i]);
-  for (const [name, value] of args.keyword) {
-    const at = parameters.indexOf(name);
-    if (at < 0) throw new TypeError(`${callee}() got an unexpected keyword argument '${name}'`);
-    if (bound[at] !== undefined) throw new TypeError(`${callee}() got multiple values for argument '${name}'`);
-    bound[at] = value;
-  }
-  return bound;
+  return bindArguments(args.positional, args.keyword, parameters, callee, undefined);
 }
 
 function optionalString(argument: JinjaValue | undefined, what: string): string | null {
