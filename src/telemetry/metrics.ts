@@ -10,7 +10,7 @@ export function createMetrics(options: { processMetrics?: boolean; userLabel?: b
     registry,
     decisions: new Counter({
       name: 'tokenwarden_decisions_total',
-      help: 'Check decisions by result (allowed, denied, error) and the reason or limit that decided.',
+      help: 'Check decisions by result (allowed, denied, abandoned, error) and the reason or limit that decided.',
       labelNames: ['result', 'reason'] as const,
       registers: [registry],
     }),
@@ -46,7 +46,7 @@ export function createMetrics(options: { processMetrics?: boolean; userLabel?: b
     }),
     settlements: new Counter({
       name: 'tokenwarden_settlements_total',
-      help: 'Reservations settled, by rule (usage, upstream_failure, rejected_by_model_server, usage_missing).',
+      help: 'Reservations settled, by rule (usage, not_forwarded, rejected_by_model_server, client_gone, upstream_timeout, upstream_failure, usage_missing).',
       labelNames: ['rule', 'model'] as const,
       registers: [registry],
     }),
