@@ -34,14 +34,19 @@ export class ModelTokenizer {
    * prints the same: the rendering is a function of the prompt and those readings alone.
    */
   countPrompt(prompt: Prompt, cacheKey?: string): readonly number[] {
-    if (cacheKey === undefined) return this.count(this.promptText(prompt).text);
-    const key = cacheKey;
-    const known = this.promptCounts.get(key);
-    if (known !== undefined && (known.clockReads.length === 0 || this.template!.clockReadsHold(known.clockReads))) return known.tokens;
+    const known = cacheKey === undefined ? undefined : this.knownCount(cacheKey);
+    if (known !== undefined) return known;
     const { text, clockReads } = this.promptText(prompt);
     const tokens = this.count(text);
-    this.promptCounts.set(key, { tokens, clockReads });
+    if (cacheKey !== undefined) this.promptCounts.set(cacheKey, { tokens, clockReads });
     return tokens;
+  }
+
+  /** The count of a prompt seen before under `cacheKey`, if its rendering still holds; no work otherwise. */
+  knownCount(cacheKey: string): readonly number[] | undefined {
+    const known = this.promptCounts.get(cacheKey);
+    if (known === undefined || (known.clockReads.length > 0 && !this.template!.clockReadsHold(known.clockReads))) return undefined;
+    return known.tokens;
   }
 
   promptText(prompt: Prompt): { text: PromptText; clockReads: ClockReads } {

@@ -208,12 +208,17 @@ export class TokenizerRegistry implements PromptTokenCounter {
     const loaded = slot.loaded;
     if (loaded === undefined) throw new TokenizerUnavailableError(`The tokenizer for model '${model}' is still loading; retry shortly.`);
     if (request.kind === 'chat' && loaded.templateError !== undefined) throw new TokenizerUnavailableError(loaded.templateError);
-    const prompt = promptOf(request);
-    const onWorker = this.pool !== undefined && promptLargerThan(prompt, this.threshold);
+    // A body this small holds a small prompt, counted (and cached) here: a request seen before is
+    // answered from the cache before its prompt is even built.
+    const cacheKey = request.bodyText.length <= this.threshold ? hash('sha256', `${request.kind}\n${request.bodyText}`, 'base64') : undefined;
+    const known = cacheKey === undefined ? undefined : loaded.tokenizer.knownCount(cacheKey);
+    const prompt = known === undefined ? promptOf(request) : undefined;
+    const onWorker = prompt !== undefined && this.pool !== undefined && promptLargerThan(prompt, this.threshold);
     const stopTimer = this.options.metrics?.tokenizeDuration.startTimer({ thread: onWorker ? 'worker' : 'main' });
     try {
-      if (onWorker) return await this.countOnWorker(this.pool!, loaded, prompt);
-      return countHere(loaded.tokenizer, prompt, hash('sha256', `${request.kind}\n${request.bodyText}`, 'base64'));
+      if (known !== undefined) return known;
+      if (onWorker) return await this.countOnWorker(this.pool!, loaded, prompt!);
+      return countHere(loaded.tokenizer, prompt!, cacheKey);
     } finally {
       stopTimer?.();
     }
@@ -232,7 +237,7 @@ export class TokenizerRegistry implements PromptTokenCounter {
   }
 }
 
-function countHere(tokenizer: ModelTokenizer, prompt: Prompt, cacheKey: string): readonly number[] {
+function countHere(tokenizer: ModelTokenizer, prompt: Prompt, cacheKey: string | undefined): readonly number[] {
   try {
     return tokenizer.countPrompt(prompt, cacheKey);
   } catch (err) {
