@@ -262,7 +262,7 @@ const unitsOf = (text: string) => Uint16Array.from({ length: text.length }, (_, 
 
 describe('SubstringTable', () => {
   it('never returns the value of another key with the same hash', () => {
-    const table = new SubstringTable(8, 64);
+    const table = SubstringTable.sized(8, 64);
     const units = unitsOf('abbaab');
     const collidingHash = 12345;
     table.add(units, 0, 2, collidingHash, 1); // ab
@@ -276,7 +276,7 @@ describe('SubstringTable', () => {
   });
 
   it('finds keys by any range holding the same code units', () => {
-    const table = new SubstringTable(4, 16);
+    const table = SubstringTable.sized(4, 16);
     const key = unitsOf('한😀');
     table.add(key, 0, key.length, hashOfRange(key, 0, key.length), 42);
     const text = unitsOf('x 한😀 y');
@@ -285,7 +285,7 @@ describe('SubstringTable', () => {
   });
 
   it('reports when it is full, by entries and by key units', () => {
-    const table = new SubstringTable(2, 5);
+    const table = SubstringTable.sized(2, 5);
     const units = unitsOf('abcde');
     expect(table.hasRoomFor(5)).toBe(true);
     expect(table.hasRoomFor(6)).toBe(false);

@@ -3,7 +3,7 @@ import { CodeUnitBuffer } from './code-units.js';
 import { UnsupportedTokenizerError } from './errors.js';
 import { GenerationalCache } from './generational-cache.js';
 import { GPT2_PATTERN, preTokenizerFor, type PreTokenizer } from './pre-tokenizer.js';
-import { GenerationalSubstringCache, hashOfRange, SubstringTable } from './substring-table.js';
+import { GenerationalSubstringCache, hashOfRange, SubstringTable, type SubstringTableData } from './substring-table.js';
 
 /** The subset of a Hugging Face tokenizer.json that the fast path understands. */
 export interface TokenizerJson {
@@ -46,16 +46,33 @@ const SMALL_PIECE_BYTES = 48;
  * Throws UnsupportedTokenizerError for any tokenizer.json feature it does not implement, so the
  * caller can fall back to the general implementation rather than count wrongly.
  */
-export class ByteLevelBpe {
-  private readonly byteIds = new Int32Array(256);
-  private readonly merges: MergeTable;
+/**
+ * Everything a ByteLevelBpe counts with, built once from tokenizer.json. The large tables live in
+ * SharedArrayBuffers, so worker threads get them by reference instead of parsing tokenizer.json again.
+ */
+export interface BpeTables {
+  readonly byteIds: Int32Array;
+  readonly merges: MergeTableData;
   /** With ignore_merges: whole pre-tokens (as text, not byte-level strings) that are single vocabulary entries. */
+  readonly wholeTokens: SubstringTableData | undefined;
+  /** tokenizer.json's pre_tokenizer, which the pre-tokenizer is compiled from in each thread. */
+  readonly preTokenizer: unknown;
+  readonly addedTokens: ReadonlyArray<{ readonly content: string; readonly id: number }>;
+  readonly prefixIds: readonly number[];
+  readonly suffixIds: readonly number[];
+}
+
+export class ByteLevelBpe {
+  /** What this instance counts with, to hand to a worker thread. */
+  readonly tables: BpeTables;
+  private readonly byteIds: Int32Array;
+  private readonly merges: MergeTable;
   private readonly wholeTokens: SubstringTable | undefined;
   private readonly preTokenEnd: PreTokenizer;
   private readonly addedTokens: RegExp | undefined;
   private readonly addedIds = new Map<string, number>();
-  private readonly prefixIds: number[];
-  private readonly suffixIds: number[];
+  private readonly prefixIds: readonly number[];
+  private readonly suffixIds: readonly number[];
   /** Token counts of pre-tokens seen before (short ones only: they repeat; long ones rarely do). */
   private readonly pieceCounts = new GenerationalSubstringCache(CACHE_GENERATION_SIZE, CACHE_GENERATION_KEY_UNITS);
   /** Token counts of whole segments (text between added tokens) by SHA-256. */
@@ -68,52 +85,26 @@ export class ByteLevelBpe {
     pairMerged: new Int32Array(SMALL_PIECE_BYTES),
   };
 
-  constructor(json: TokenizerJson) {
-    const model = json.model;
-    if (model?.type !== 'BPE' || !model.vocab || !model.merges) throw new UnsupportedTokenizerError('model is not BPE');
-    if (model.byte_fallback || model.dropout || model.continuing_subword_prefix || model.end_of_word_suffix) {
-      throw new UnsupportedTokenizerError('BPE options beyond byte-level BPE');
-    }
-    if (json.normalizer) throw new UnsupportedTokenizerError('normalizer');
-    this.preTokenEnd = byteLevelPreTokenizer(json.pre_tokenizer);
-
-    const vocab = model.vocab;
-    const unicodeOfByte = byteToUnicode();
-    const byteOfUnicode = new Map<string, number>();
-    unicodeOfByte.forEach((ch, byte) => byteOfUnicode.set(ch, byte));
-    for (let byte = 0; byte < 256; byte++) {
-      const id = vocab[unicodeOfByte[byte]!];
-      if (id === undefined) throw new UnsupportedTokenizerError(`no token for byte ${byte}`);
-      this.byteIds[byte] = id;
-    }
-    this.wholeTokens = model.ignore_merges === true ? wholeTokenTable(vocab, byteOfUnicode) : undefined;
-    this.merges = new MergeTable(model.merges.length);
-    model.merges.forEach((merge, rank) => {
-      const [left, right] = typeof merge === 'string' ? splitMerge(merge) : merge;
-      const leftId = vocab[left];
-      const rightId = vocab[right];
-      const mergedId = vocab[left + right];
-      if (leftId === undefined || rightId === undefined || mergedId === undefined) {
-        throw new UnsupportedTokenizerError(`merge ${rank} names tokens missing from the vocabulary`);
-      }
-      this.merges.add(leftId, rightId, rank, mergedId);
-    });
-
-    const added = json.added_tokens ?? [];
-    for (const token of added) {
-      if (token.lstrip || token.rstrip || token.single_word) throw new UnsupportedTokenizerError('added tokens with strip options');
-      this.addedIds.set(token.content, token.id);
-    }
-    this.addedTokens = added.length
+  /** From tokenizer.json, or from the tables another instance (say, on another thread) was built with. */
+  constructor(source: TokenizerJson | BpeTables) {
+    this.tables = 'byteIds' in source ? source : buildTables(source);
+    const { byteIds, merges, wholeTokens, preTokenizer, addedTokens, prefixIds, suffixIds } = this.tables;
+    this.byteIds = byteIds;
+    this.merges = new MergeTable(merges);
+    this.wholeTokens = wholeTokens === undefined ? undefined : new SubstringTable(wholeTokens);
+    this.preTokenEnd = byteLevelPreTokenizer(preTokenizer);
+    for (const token of addedTokens) this.addedIds.set(token.content, token.id);
+    this.addedTokens = addedTokens.length
       ? new RegExp(
-          [...added]
+          [...addedTokens]
             .sort((a, b) => b.content.length - a.content.length)
             .map((t) => t.content.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
             .join('|'),
           'g',
         )
       : undefined;
-    [this.prefixIds, this.suffixIds] = singleTemplate(json.post_processor, this.addedIds, vocab);
+    this.prefixIds = prefixIds;
+    this.suffixIds = suffixIds;
   }
 
   /** Token ids for `text`; with addSpecialTokens, the post-processor's single-sequence template too. */
@@ -298,15 +289,31 @@ export class ByteLevelBpe {
  * left * 2^17 + right would box every key and value (they exceed small integers) and take more than
  * twice the memory.
  */
+export interface MergeTableData {
+  readonly slots: Int32Array;
+  readonly bits: number;
+}
+
 class MergeTable {
   /** RULE_FIELDS numbers a slot: left id (-1: an empty slot), right id, rank, merged id. */
   private readonly slots: Int32Array;
   private readonly bits: number;
 
-  constructor(rules: number) {
-    this.bits = Math.max(4, Math.ceil(Math.log2(rules / 0.6)));
-    this.slots = new Int32Array((1 << this.bits) * RULE_FIELDS);
-    for (let at = LEFT; at < this.slots.length; at += RULE_FIELDS) this.slots[at] = -1;
+  constructor({ slots, bits }: MergeTableData) {
+    this.slots = slots;
+    this.bits = bits;
+  }
+
+  /** An empty table for this many rules, in shared memory. */
+  static sized(rules: number): MergeTable {
+    const bits = Math.max(4, Math.ceil(Math.log2(rules / 0.6)));
+    const slots = sharedInt32Array((1 << bits) * RULE_FIELDS);
+    for (let at = LEFT; at < slots.length; at += RULE_FIELDS) slots[at] = -1;
+    return new MergeTable({ slots, bits });
+  }
+
+  get data(): MergeTableData {
+    return { slots: this.slots, bits: this.bits };
   }
 
   /** Adds a rule unless the pair already has one: the first (lowest-ranked) rule for a pair wins. */
@@ -463,6 +470,60 @@ class MinHeap {
   }
 }
 
+/** Reads tokenizer.json into tables; throws UnsupportedTokenizerError for anything the fast path does not implement. */
+function buildTables(json: TokenizerJson): BpeTables {
+  const model = json.model;
+  if (model?.type !== 'BPE' || !model.vocab || !model.merges) throw new UnsupportedTokenizerError('model is not BPE');
+  if (model.byte_fallback || model.dropout || model.continuing_subword_prefix || model.end_of_word_suffix) {
+    throw new UnsupportedTokenizerError('BPE options beyond byte-level BPE');
+  }
+  if (json.normalizer) throw new UnsupportedTokenizerError('normalizer');
+  byteLevelPreTokenizer(json.pre_tokenizer);
+
+  const vocab = model.vocab;
+  const unicodeOfByte = byteToUnicode();
+  const byteOfUnicode = new Map<string, number>();
+  unicodeOfByte.forEach((ch, byte) => byteOfUnicode.set(ch, byte));
+  const byteIds = sharedInt32Array(256);
+  for (let byte = 0; byte < 256; byte++) {
+    const id = vocab[unicodeOfByte[byte]!];
+    if (id === undefined) throw new UnsupportedTokenizerError(`no token for byte ${byte}`);
+    byteIds[byte] = id;
+  }
+  const merges = MergeTable.sized(model.merges.length);
+  model.merges.forEach((merge, rank) => {
+    const [left, right] = typeof merge === 'string' ? splitMerge(merge) : merge;
+    const leftId = vocab[left];
+    const rightId = vocab[right];
+    const mergedId = vocab[left + right];
+    if (leftId === undefined || rightId === undefined || mergedId === undefined) {
+      throw new UnsupportedTokenizerError(`merge ${rank} names tokens missing from the vocabulary`);
+    }
+    merges.add(leftId, rightId, rank, mergedId);
+  });
+
+  const added = json.added_tokens ?? [];
+  const addedIds = new Map<string, number>();
+  for (const token of added) {
+    if (token.lstrip || token.rstrip || token.single_word) throw new UnsupportedTokenizerError('added tokens with strip options');
+    addedIds.set(token.content, token.id);
+  }
+  const [prefixIds, suffixIds] = singleTemplate(json.post_processor, addedIds, vocab);
+  return {
+    byteIds,
+    merges: merges.data,
+    wholeTokens: model.ignore_merges === true ? wholeTokenTable(vocab, byteOfUnicode).data : undefined,
+    preTokenizer: json.pre_tokenizer,
+    addedTokens: added.map(({ content, id }) => ({ content, id })),
+    prefixIds,
+    suffixIds,
+  };
+}
+
+function sharedInt32Array(length: number): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(length * Int32Array.BYTES_PER_ELEMENT));
+}
+
 function splitMerge(merge: string): [string, string] {
   const space = merge.indexOf(' ', 1);
   if (space < 0) throw new UnsupportedTokenizerError(`malformed merge "${merge}"`);
@@ -498,7 +559,7 @@ function wholeTokenTable(vocab: Record<string, number>, byteOfUnicode: ReadonlyM
     }
   }
   const allUnits = new Uint16Array(entries.reduce((total, [text]) => total + text.length, 0));
-  const table = new SubstringTable(entries.length, allUnits.length);
+  const table = SubstringTable.sized(entries.length, allUnits.length, { shared: true });
   let start = 0;
   for (const [text, id] of entries) {
     for (let i = 0; i < text.length; i++) allUnits[start + i] = text.charCodeAt(i);

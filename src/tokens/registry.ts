@@ -20,11 +20,10 @@ import {
   type TokenizerFiles,
   type TokenizerSource,
 } from './sources.js';
-import { readTokenizerFiles, textTokenizerFrom, type TextTokenizer } from './text-tokenizer.js';
+import { loadTokenizerFiles, type LoadedTokenizer, type TokenizerHandoff } from './text-tokenizer.js';
 
-type Loaded = { readonly files: TokenizerFiles; readonly text: TextTokenizer; readonly config: Record<string, unknown> };
+type Loaded = LoadedTokenizer & { readonly files: TokenizerFiles };
 
-/** A model ready to count: on this thread, or (the same files and template) on a worker. */
 /** A model's tokenizer: loading, loaded, or failed (and then refused with that error). */
 interface ModelSlot {
   /** What the slot was built from: a configuration with the same key keeps the slot (and its caches). */
@@ -44,7 +43,9 @@ interface LoadedModel {
   /** Why chat requests cannot be counted (the chat template does not compile); completions still can. */
   readonly templateError?: string;
   readonly tokenizer: ModelTokenizer;
-  readonly files: TokenizerFiles;
+  /** Names the tokenizer on the workers, which are handed it once (see CountTask). */
+  readonly tokenizerKey: string;
+  readonly handoff: TokenizerHandoff;
   readonly chatTemplate: string | undefined;
   readonly templateTimeZone: string;
 }
@@ -58,8 +59,7 @@ function loadTokenizer(source: TokenizerSource, hub: HubOptions): Promise<Loaded
   if (loading === undefined) {
     loading = (async () => {
       const files = await tokenizerFiles(source, hub);
-      const { json, config } = readTokenizerFiles(files);
-      return { files, text: textTokenizerFrom(json, config), config };
+      return { files, ...loadTokenizerFiles(files) };
     })();
     // A failure is not remembered: the next registry (a config reload) tries again.
     loading.catch(() => loadedTokenizers.delete(key));
@@ -143,7 +143,8 @@ export class TokenizerRegistry implements PromptTokenCounter {
         }
         const ready: LoadedModel = {
           tokenizer: new ModelTokenizer(loaded.text, template, loaded.config),
-          files: loaded.files,
+          tokenizerKey: loaded.files.tokenizerFile,
+          handoff: loaded.handoff,
           chatTemplate: templateError === undefined ? chatTemplate : undefined,
           templateTimeZone,
           ...(templateError === undefined ? {} : { templateError }),
@@ -173,9 +174,10 @@ export class TokenizerRegistry implements PromptTokenCounter {
   private async warm(model: LoadedModel): Promise<void> {
     if (this.pool === undefined) return;
     const prompt: Prompt = { kind: 'completion', sequences: ['warm-up'], addSpecialTokens: true };
-    const { files, chatTemplate, templateTimeZone } = model;
+    const { tokenizerKey, handoff, chatTemplate, templateTimeZone } = model;
+    const task: CountTask = { tokenizerKey, tokenizer: handoff, chatTemplate, templateTimeZone, nowMs: Date.now(), prompt };
     await Promise.all(
-      Array.from({ length: this.pool.threads.length || 1 }, () => this.pool!.run({ files, chatTemplate, templateTimeZone, nowMs: Date.now(), prompt })),
+      Array.from({ length: this.pool.threads.length || 1 }, () => this.pool!.run(task)),
     ).catch((err: Error) => this.options.logger.warn({ err: err.message }, 'worker warm-up failed; the first large prompt loads the tokenizer'));
   }
 
@@ -225,9 +227,11 @@ export class TokenizerRegistry implements PromptTokenCounter {
   }
 
   private async countOnWorker(pool: Piscina<CountTask, CountResult>, loaded: LoadedModel, prompt: Prompt): Promise<readonly number[]> {
-    const { files, chatTemplate, templateTimeZone } = loaded;
-    const nowMs = (this.options.clock ?? Date.now)();
-    const result = await pool.run({ files, chatTemplate, templateTimeZone, nowMs, prompt });
+    const { tokenizerKey, handoff, chatTemplate, templateTimeZone } = loaded;
+    const task: CountTask = { tokenizerKey, chatTemplate, templateTimeZone, nowMs: (this.options.clock ?? Date.now)(), prompt };
+    let result = await pool.run(task);
+    if (result.kind === 'needs-tokenizer') result = await pool.run({ ...task, tokenizer: handoff });
+    if (result.kind === 'needs-tokenizer') throw new Error('a counting worker was handed a tokenizer and did not keep it');
     if (result.kind === 'refused') throw new BadRequestError(result.message, 'messages');
     return result.tokens;
   }

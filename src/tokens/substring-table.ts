@@ -23,6 +23,15 @@ const VALUE = 3;
  * linearly and never more than half full. Keys are kept in full and compared on every hash hit, so
  * a collision can never return another key's value.
  */
+/** A SubstringTable's contents, to rebuild it on another thread (over the same memory when shared). */
+export interface SubstringTableData {
+  readonly slots: Int32Array;
+  readonly keys: Uint16Array;
+  readonly maxEntries: number;
+  readonly entries: number;
+  readonly keyUnitsUsed: number;
+}
+
 export class SubstringTable {
   /**
    * SLOT_FIELDS numbers a slot, side by side so that a probe touches one cache line: the key's hash,
@@ -31,18 +40,37 @@ export class SubstringTable {
    */
   private readonly slots: Int32Array;
   private readonly keys: Uint16Array;
+  private readonly maxEntries: number;
   private readonly mask: number;
-  private entries = 0;
-  private keyUnitsUsed = 0;
+  private entries: number;
+  private keyUnitsUsed: number;
 
-  constructor(
-    private readonly maxEntries: number,
-    maxKeyUnits: number,
-  ) {
+  /** A table over `data`'s arrays: adding to it changes them, so use it read-only when they are shared. */
+  constructor(data: SubstringTableData) {
+    this.slots = data.slots;
+    this.keys = data.keys;
+    this.maxEntries = data.maxEntries;
+    this.entries = data.entries;
+    this.keyUnitsUsed = data.keyUnitsUsed;
+    this.mask = data.slots.length / SLOT_FIELDS - 1;
+  }
+
+  /** An empty table; with `shared`, in SharedArrayBuffers that other threads can read (see `data`). */
+  static sized(maxEntries: number, maxKeyUnits: number, { shared = false } = {}): SubstringTable {
     const slotCount = 2 ** Math.ceil(Math.log2(Math.max(2, maxEntries * 2)));
-    this.mask = slotCount - 1;
-    this.slots = new Int32Array(slotCount * SLOT_FIELDS);
-    this.keys = new Uint16Array(maxKeyUnits);
+    const memory = (bytes: number) => (shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
+    return new SubstringTable({
+      slots: new Int32Array(memory(slotCount * SLOT_FIELDS * Int32Array.BYTES_PER_ELEMENT)),
+      keys: new Uint16Array(memory(maxKeyUnits * Uint16Array.BYTES_PER_ELEMENT)),
+      maxEntries,
+      entries: 0,
+      keyUnitsUsed: 0,
+    });
+  }
+
+  get data(): SubstringTableData {
+    const { slots, keys, maxEntries, entries, keyUnitsUsed } = this;
+    return { slots, keys, maxEntries, entries, keyUnitsUsed };
   }
 
   /** The value of units[start, end), whose hashOfRange is `hash`; -1 when absent. */
@@ -103,8 +131,8 @@ export class GenerationalSubstringCache {
   private previous: SubstringTable;
 
   constructor(entriesPerGeneration: number, keyUnitsPerGeneration: number) {
-    this.current = new SubstringTable(entriesPerGeneration, keyUnitsPerGeneration);
-    this.previous = new SubstringTable(entriesPerGeneration, keyUnitsPerGeneration);
+    this.current = SubstringTable.sized(entriesPerGeneration, keyUnitsPerGeneration);
+    this.previous = SubstringTable.sized(entriesPerGeneration, keyUnitsPerGeneration);
   }
 
   /** The value of units[start, end), whose hashOfRange is `hash`; -1 when absent. */
