@@ -7,7 +7,7 @@ export type WindowSpec =
   /** A bucketed sliding window (see quota/windows.ts). */
   | { readonly kind: 'sliding'; readonly lengthMs: number; readonly bucketMs: number }
   /** A calendar period in the configured time zone, reset at its local start. */
-  | { readonly kind: 'calendar'; readonly period: 'day' };
+  | { readonly kind: 'calendar'; readonly period: 'day' | 'month' };
 
 interface CounterKindShape {
   readonly name: string;
@@ -22,6 +22,7 @@ export const COUNTER_KINDS = [
   { name: 'tokensPerMinute', counts: 'tokens', window: { kind: 'sliding', lengthMs: 60_000, bucketMs: 5_000 }, wording: 'tokens per minute' },
   { name: 'tokensPerHour', counts: 'tokens', window: { kind: 'sliding', lengthMs: 3_600_000, bucketMs: 60_000 }, wording: 'tokens per hour' },
   { name: 'tokensPerDay', counts: 'tokens', window: { kind: 'calendar', period: 'day' }, wording: 'tokens per day' },
+  { name: 'tokensPerMonth', counts: 'tokens', window: { kind: 'calendar', period: 'month' }, wording: 'tokens per month' },
   { name: 'requestsPerMinute', counts: 'requests', window: { kind: 'sliding', lengthMs: 60_000, bucketMs: 5_000 }, wording: 'requests per minute' },
 ] as const satisfies readonly CounterKindShape[];
 
@@ -40,6 +41,14 @@ export const COUNTER_NAMES: readonly CounterName[] = COUNTER_KINDS.map((k) => k.
 export function counterKind(name: CounterName): CounterKind {
   return COUNTER_KINDS.find((k) => k.name === name)!;
 }
+
+/**
+ * Pairs of token limits where the first's window lies inside the second's (a minute inside an hour,
+ * a day inside a month): a TokenQuota may not set the first above the second.
+ */
+export const NESTED_TOKEN_LIMITS: ReadonlyArray<readonly [CounterName, CounterName]> = COUNTER_KINDS.filter((k) => k.counts === 'tokens').flatMap(
+  (inner, i, kinds) => kinds.slice(i + 1).map((outer) => [inner.name, outer.name] as const),
+);
 
 export function wordingOf(name: LimitName): string {
   return name === CONCURRENCY_LIMIT.name ? CONCURRENCY_LIMIT.wording : counterKind(name).wording;

@@ -5,6 +5,7 @@ import { CustomResourceDefinition } from 'kubernetes-models/apiextensions.k8s.io
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { parseTokenQuotaSpec } from '../src/kube/token-quota.js';
+import { LIMIT_NAMES, NESTED_TOKEN_LIMITS } from '../src/limit-kinds.js';
 
 const crd = parse(readFileSync('deploy/crds/tokenquotas.tokenwarden.dev.yaml', 'utf8'));
 const version = crd.spec.versions[0];
@@ -32,6 +33,14 @@ describe('deploy/crds/tokenquotas.tokenwarden.dev.yaml', () => {
     );
   });
 
+  it('offers exactly the limit kinds of src/limit-kinds.ts, with a rule for every nested pair of token windows', () => {
+    const limits = specSchema.properties.limits;
+    expect(Object.keys(limits.properties).sort()).toEqual([...LIMIT_NAMES].sort());
+    const rules = limits['x-kubernetes-validations'].map((v: { rule: string }) => v.rule);
+    for (const [inner, outer] of NESTED_TOKEN_LIMITS) expect(rules).toContain(`!has(self.${inner}) || !has(self.${outer}) || self.${inner} <= self.${outer}`);
+    expect(rules).toHaveLength(NESTED_TOKEN_LIMITS.length);
+  });
+
   it('is the file the Helm chart installs', () => {
     expect(readFileSync('charts/tokenwarden/crds/tokenquotas.tokenwarden.dev.yaml', 'utf8')).toBe(readFileSync('deploy/crds/tokenquotas.tokenwarden.dev.yaml', 'utf8'));
   });
@@ -54,6 +63,10 @@ describe('deploy/crds/tokenquotas.tokenwarden.dev.yaml', () => {
     ['a user named __proto__', { subjects: { users: ['a', '__proto__'] }, models: ['m'], limits: { tokensPerDay: 1 } }, false],
     ['a group named constructor', { subjects: { groups: ['constructor'] }, models: ['m'], limits: { tokensPerDay: 1 } }, false],
     ['a model named prototype', { subjects: { users: ['a'] }, models: ['prototype'], limits: { tokensPerDay: 1 } }, false],
+    ['day above month', { subjects: { users: ['a'] }, models: ['m'], limits: { tokensPerDay: 5, tokensPerMonth: 4 } }, false],
+    ['minute above month', { subjects: { users: ['a'] }, models: ['m'], limits: { tokensPerMinute: 5, tokensPerMonth: 4 } }, false],
+    ['a monthly quota in shadow mode', { subjects: { users: ['a'] }, models: ['m'], limits: { tokensPerMonth: 4 }, shadow: true }, true],
+    ['shadow that is not a boolean', { subjects: { users: ['a'] }, models: ['m'], limits: { tokensPerMonth: 4 }, shadow: 'yes' }, false],
     ['names Object.prototype merely inherits', { subjects: { users: ['toString'], groups: ['hasOwnProperty'] }, models: ['valueOf'], limits: { tokensPerDay: 1 } }, true],
   ];
   it.each(cases)('agrees with the controller on %s', (_name, spec, valid) => {

@@ -222,6 +222,10 @@ export class Gatekeeper {
     }
 
     if (admission.admitted) {
+      if (admission.wouldDeny.length > 0) {
+        for (const limit of admission.wouldDeny) this.deps.metrics.shadowDenials.inc({ limit, model });
+        this.deps.logger.info({ user, model, wouldDeny: admission.wouldDeny, reservationId: admission.reservationId }, 'shadow limit would deny');
+      }
       return {
         kind: 'allow',
         user,

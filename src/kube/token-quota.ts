@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { RESERVED_NAMES, type LimitsInput } from '../config/schema.js';
+import { LIMIT_NAMES, NESTED_TOKEN_LIMITS, type LimitName } from '../limit-kinds.js';
 
 export const TOKEN_QUOTA_GROUP = 'tokenwarden.dev';
 export const TOKEN_QUOTA_VERSION = 'v1alpha1';
@@ -48,17 +49,16 @@ export const tokenQuotaSpecSchema = z
       .max(100)
       .refine((m) => !m.includes('*') || m.length === 1, '"*" must be the only entry when present'),
     limits: z
-      .object({
-        tokensPerMinute: nonNegative.optional(),
-        tokensPerHour: nonNegative.optional(),
-        tokensPerDay: nonNegative.optional(),
-        requestsPerMinute: nonNegative.optional(),
-        maxConcurrentRequests: nonNegative.optional(),
-      })
+      .object(Object.fromEntries(LIMIT_NAMES.map((limit) => [limit, nonNegative.optional()])) as Record<LimitName, ReturnType<typeof nonNegative.optional>>)
       .refine((l) => Object.keys(l).length > 0, 'at least one limit is required')
-      .refine((l) => l.tokensPerMinute === undefined || l.tokensPerHour === undefined || l.tokensPerMinute <= l.tokensPerHour, 'tokensPerMinute must not exceed tokensPerHour')
-      .refine((l) => l.tokensPerHour === undefined || l.tokensPerDay === undefined || l.tokensPerHour <= l.tokensPerDay, 'tokensPerHour must not exceed tokensPerDay')
-      .refine((l) => l.tokensPerMinute === undefined || l.tokensPerDay === undefined || l.tokensPerMinute <= l.tokensPerDay, 'tokensPerMinute must not exceed tokensPerDay'),
+      .superRefine((l, ctx) => {
+        for (const [inner, outer] of NESTED_TOKEN_LIMITS) {
+          const [a, b] = [l[inner], l[outer]];
+          if (a !== undefined && b !== undefined && a > b) ctx.addIssue({ code: 'custom', message: `${inner} must not exceed ${outer}` });
+        }
+      }),
+    /** Evaluated, counted and reported as "would deny", never denying: how a new quota is rolled out. */
+    shadow: z.boolean().optional(),
   })
   .passthrough();
 

@@ -41,6 +41,8 @@ export type Admission =
       readonly attempt: string;
       readonly reservedTokens: number;
       readonly view: RateLimitView;
+      /** Shadow-mode limits this admission went over: they would have denied it. */
+      readonly wouldDeny: readonly LimitName[];
     }
   | {
       readonly admitted: false;
@@ -62,12 +64,14 @@ export interface WindowUsage {
   readonly remaining: number | null;
   /** Unix seconds at which the window is back to its full limit. */
   readonly reset: number;
+  /** A limit in shadow mode: reported, never denying. */
+  readonly shadowLimit?: number;
 }
 
 export interface ModelUsage {
   readonly model: string;
   readonly windows: readonly WindowUsage[];
-  readonly concurrentRequests: { readonly used: number; readonly limit: number | null };
+  readonly concurrentRequests: { readonly used: number; readonly limit: number | null; readonly shadowLimit?: number };
 }
 
 export interface SettleRequest {
@@ -214,12 +218,19 @@ export class QuotaEngine {
       if (kind.counts === 'tokens') tokens = tokens === undefined || state.remaining < tokens.remaining ? state : tokens;
       else requests = requests === undefined || state.remaining < requests.remaining ? state : requests;
     }
+    const shadow = config.shadowLimitsFor(request.user, request.model, request.groups);
+    const wouldDeny: LimitName[] = counters
+      .filter(({ kind }) => shadow[kind.name] !== undefined && (outcome.used[kind.name] ?? 0) > shadow[kind.name]!)
+      .map(({ kind }) => kind.name);
+    const shadowConcurrency = takesSlot ? shadow[CONCURRENCY_LIMIT.name] : undefined;
+    if (shadowConcurrency !== undefined && outcome.leasesHeld > shadowConcurrency) wouldDeny.push(CONCURRENCY_LIMIT.name);
     return {
       admitted: true,
       reservationId: outcome.reservationId,
       attempt,
       reservedTokens: request.tokens,
       view: { ...(tokens ? { tokens } : {}), ...(requests ? { requests } : {}) },
+      wouldDeny,
     };
   }
 
@@ -262,6 +273,8 @@ export class QuotaEngine {
     let next = 0;
     return models.map((model, i) => {
       const limits: EffectiveLimits = config.limitsFor(user, model);
+      const shadow: EffectiveLimits = config.shadowLimitsFor(user, model);
+      const shadowOf = (name: LimitName) => (shadow[name] === undefined ? {} : { shadowLimit: shadow[name] });
       return {
         model,
         windows: counters.map(({ kind, position }) => {
@@ -274,9 +287,10 @@ export class QuotaEngine {
             limit,
             remaining: limit === null ? null : Math.max(0, limit - used),
             reset: Math.ceil((now + msUntilEmpty(counted, position, now)) / 1000),
+            ...shadowOf(kind.name),
           };
         }),
-        concurrentRequests: { used: leases[i]!, limit: limits[CONCURRENCY_LIMIT.name] ?? null },
+        concurrentRequests: { used: leases[i]!, limit: limits[CONCURRENCY_LIMIT.name] ?? null, ...shadowOf(CONCURRENCY_LIMIT.name) },
       };
     });
   }

@@ -62,9 +62,9 @@ export class MemoryStore implements QuotaStore {
       if (charge.limit !== null && sum + charge.cost > charge.limit) return { admitted: false, deniedBy: { counter: charge.name, buckets: counted } };
       used[charge.name] = sum + charge.cost;
     }
-    if (replayed !== undefined) return { admitted: true, reservationId: replayed, used };
-
     const leases = live(state.leases, now);
+    if (replayed !== undefined) return { admitted: true, reservationId: replayed, used, leasesHeld: lease ? (leases?.size ?? 0) : 0 };
+
     if (lease) {
       for (const [member, expiresAt] of leases ?? []) if (expiresAt <= lease.nowMs) leases!.delete(member);
       const held = leases?.size ?? 0;
@@ -100,7 +100,7 @@ export class MemoryStore implements QuotaStore {
       },
       expiresAtMs: now + reservation.ttlMs,
     });
-    return { admitted: true, reservationId, used };
+    return { admitted: true, reservationId, used, leasesHeld: lease ? state.leases!.value.size : 0 };
   }
 
   async settle(plans: readonly SettlePlan[]): Promise<SettleOutcome[]> {

@@ -6,6 +6,7 @@ const COUNTER_SUFFIX: Record<CounterName, string> = {
   tokensPerMinute: 'tpm',
   tokensPerHour: 'tph',
   tokensPerDay: 'tpd',
+  tokensPerMonth: 'tpmo',
   requestsPerMinute: 'rpm',
 };
 

@@ -128,7 +128,7 @@ export class RedisStore implements QuotaStore {
     if (reply[0] === 1) {
       const used: Partial<Record<CounterName, number>> = {};
       counters.forEach((c, i) => (used[c.name] = reply[2 + i]!));
-      return { admitted: true, reservationId: reply[1] === 1 ? fallbackId : reservation.id, used };
+      return { admitted: true, reservationId: reply[1] === 1 ? fallbackId : reservation.id, used, leasesHeld: reply[2 + counters.length]! };
     }
     if (reply[1] === 0) return { admitted: false, deniedBy: { lease: true, earliestExpiryMs: reply[2]! } };
     return { admitted: false, deniedBy: { counter: counters[reply[1]! - 1]!.name, buckets: pairs(reply.slice(2)) } };

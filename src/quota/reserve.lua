@@ -7,7 +7,7 @@
 -- ARGV: n, then per counter (limit, cost, bucket, oldestCounted, ttlMs) with limit -1 = unlimited,
 --       then leaseLimit (-1 = unlimited, -2 = take no lease), nowMs, leaseExpiresAtMs, leaseTtlMs,
 --       reservationId, fallbackReservationId, attempt, record (JSON), recordTtlMs
--- Reply: {1, 0|1 (asked-for or fallback id), used 1..n} admitted; {0, i, bucket, amount, ...} denied
+-- Reply: {1, 0|1 (asked-for or fallback id), used 1..n, leases held} admitted; {0, i, bucket, amount, ...} denied
 --        by counter i; {0, 0, earliest lease expiry} denied by the concurrency limit
 local n = tonumber(ARGV[1])
 local rest = 1 + n * 5
@@ -94,4 +94,7 @@ end
 
 local reply = { 1, replayed }
 for i = 1, n do reply[#reply + 1] = used[i] end
+local held = 0
+if tonumber(ARGV[rest + 1]) ~= -2 then held = redis.call('ZCARD', leaseKey) end
+reply[#reply + 1] = held
 return reply

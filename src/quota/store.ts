@@ -55,6 +55,8 @@ export type ReserveOutcome =
       readonly reservationId: string;
       /** Each counter's counted total after the charge, by counter name. */
       readonly used: Readonly<Partial<Record<CounterName, number>>>;
+      /** Concurrency leases of the scope held now, this admission's included (0 when it took none). */
+      readonly leasesHeld: number;
     }
   | {
       readonly admitted: false;

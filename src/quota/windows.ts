@@ -77,12 +77,41 @@ export function calendarDay(timeZone: string): Window {
   };
 }
 
+/** A month counter outlives the longest month plus any zone change (26 h) and a minute. */
+const MONTH_COUNTER_TTL_MS = 31 * 24 * 3600_000 + DAY_COUNTER_TTL_MS;
+
+/**
+ * A calendar month in `timeZone`: one bucket per month, named by the month's number since January
+ * 1970 (year * 12 + month), which is the same in every zone for all but a few hours around the turn
+ * of a month — so a zone change mid-month keeps the month's charges (a change within those hours
+ * counts the new zone's month from that change).
+ */
+export function calendarMonth(timeZone: string): Window {
+  let current: { bucket: number; startMs: number; endMs: number } | undefined;
+  return {
+    lengthMs: 30 * 24 * 3600 * 1000,
+    positionAt(nowMs) {
+      if (current === undefined || nowMs < current.startMs || nowMs >= current.endMs) {
+        const { year, month } = wallClock(nowMs, timeZone);
+        current = {
+          bucket: (year - 1970) * 12 + month - 1,
+          startMs: wallMidnightToUtc(year, month, 1, timeZone),
+          endMs: wallMidnightToUtc(year, month + 1, 1, timeZone),
+        };
+      }
+      const { bucket, endMs } = current;
+      return { bucket, oldestCounted: bucket, ttlMs: MONTH_COUNTER_TTL_MS, expiresAt: () => endMs };
+    },
+  };
+}
+
 function quarterHourMinute(ms: number): number {
   return Math.floor(ms / QUARTER_HOUR_MS) * 15;
 }
 
 /**
- * The first instant of the given wall-clock date in the zone (day may overflow the month): local
+ * The first instant of the given wall-clock date in the zone (day may overflow the month, and month
+ * the year): local
  * midnight, or — in zones whose DST change skips midnight (America/Santiago, Atlantic/Azores) — the
  * first instant after the gap.
  */
@@ -147,7 +176,8 @@ export function windowOf(spec: WindowSpec, timeZone: string): Window {
   const key = spec.kind === 'sliding' ? `${spec.lengthMs}/${spec.bucketMs}` : `${spec.period}@${timeZone}`;
   let window = windows.get(key);
   if (window === undefined) {
-    window = spec.kind === 'sliding' ? slidingWindow(spec.lengthMs, spec.bucketMs) : calendarDay(timeZone);
+    window =
+      spec.kind === 'sliding' ? slidingWindow(spec.lengthMs, spec.bucketMs) : spec.period === 'day' ? calendarDay(timeZone) : calendarMonth(timeZone);
     windows.set(key, window);
   }
   return window;

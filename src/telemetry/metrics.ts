@@ -14,6 +14,12 @@ export function createMetrics(options: { processMetrics?: boolean; userLabel?: b
       labelNames: ['result', 'reason'] as const,
       registers: [registry],
     }),
+    shadowDenials: new Counter({
+      name: 'tokenwarden_shadow_denials_total',
+      help: 'Admissions a limit in shadow mode would have denied (they were allowed), by limit and model.',
+      labelNames: ['limit', 'model'] as const,
+      registers: [registry],
+    }),
     checkDuration: new Histogram({
       name: 'tokenwarden_check_duration_seconds',
       help: 'Time to answer an ext_authz Check.',

@@ -87,7 +87,7 @@ export class ByteLevelBpe {
 
   /** From tokenizer.json, or from the tables another instance (say, on another thread) was built with. */
   constructor(source: TokenizerJson | BpeTables) {
-    this.tables = 'byteIds' in source ? source : buildTables(source);
+    this.tables = 'byteIds' in source && source.byteIds instanceof Int32Array ? source : buildTables(source as TokenizerJson);
     const { byteIds, merges, wholeTokens, preTokenizer, addedTokens, prefixIds, suffixIds } = this.tables;
     this.byteIds = byteIds;
     this.merges = new MergeTable(merges);

@@ -22,7 +22,9 @@ import {
 } from './sources.js';
 import { loadTokenizerFiles, type LoadedTokenizer, type TokenizerHandoff } from './text-tokenizer.js';
 
-type Loaded = LoadedTokenizer & { readonly files: TokenizerFiles };
+type Loaded = LoadedTokenizer & { readonly key: string };
+
+let loads = 0;
 
 /** A model's tokenizer: loading, loaded, or failed (and then refused with that error). */
 interface ModelSlot {
@@ -59,7 +61,8 @@ function loadTokenizer(source: TokenizerSource, hub: HubOptions): Promise<Loaded
   if (loading === undefined) {
     loading = (async () => {
       const files = await tokenizerFiles(source, hub);
-      return { files, ...loadTokenizerFiles(files) };
+      // Workers know a tokenizer by this key: a new load (the file may have changed) is a new key.
+      return { key: `${files.tokenizerFile}#${++loads}`, ...loadTokenizerFiles(files) };
     })();
     // A failure is not remembered: the next registry (a config reload) tries again.
     loading.catch(() => loadedTokenizers.delete(key));
@@ -143,7 +146,7 @@ export class TokenizerRegistry implements PromptTokenCounter {
         }
         const ready: LoadedModel = {
           tokenizer: new ModelTokenizer(loaded.text, template, loaded.config),
-          tokenizerKey: loaded.files.tokenizerFile,
+          tokenizerKey: loaded.key,
           handoff: loaded.handoff,
           chatTemplate: templateError === undefined ? chatTemplate : undefined,
           templateTimeZone,

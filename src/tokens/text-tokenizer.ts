@@ -12,12 +12,13 @@ export interface TextTokenizer {
 }
 
 /**
- * How a worker thread gets the same tokenizer: the fast path's tables by reference (shared memory,
- * no second parse of tokenizer.json), or the files for @huggingface/tokenizers to read.
+ * How a worker thread gets the same tokenizer as the main thread: the fast path's tables by reference
+ * (shared memory, no second parse of tokenizer.json), or for @huggingface/tokenizers the text it read.
  */
 export type TokenizerHandoff =
   | { readonly kind: 'fast-bpe'; readonly tables: BpeTables; readonly config: Record<string, unknown> }
-  | { readonly kind: 'files'; readonly files: TokenizerFiles };
+  /** tokenizer.json's text as the main thread read it (the file may have changed since). */
+  | { readonly kind: 'huggingface'; readonly json: string; readonly config: Record<string, unknown> };
 
 export interface LoadedTokenizer {
   readonly text: TextTokenizer;
@@ -32,14 +33,15 @@ export function textTokenizerFrom(json: TokenizerJson, config: object): TextToke
 }
 
 export function loadTokenizerFiles(files: TokenizerFiles): LoadedTokenizer {
-  const { json, config } = readTokenizerFiles(files);
-  const { text, tables } = fastOrGeneral(json, config);
-  return { text, config, handoff: tables === undefined ? { kind: 'files', files } : { kind: 'fast-bpe', tables, config } };
+  const jsonText = readFileSync(files.tokenizerFile, 'utf8');
+  const config = JSON.parse(readFileSync(files.configFile, 'utf8')) as Record<string, unknown>;
+  const { text, tables } = fastOrGeneral(JSON.parse(jsonText) as TokenizerJson, config);
+  return { text, config, handoff: tables === undefined ? { kind: 'huggingface', json: jsonText, config } : { kind: 'fast-bpe', tables, config } };
 }
 
 export function loadHandedOff(handoff: TokenizerHandoff): Omit<LoadedTokenizer, 'handoff'> {
-  if (handoff.kind === 'files') return loadTokenizerFiles(handoff.files);
-  return { text: fastTokenizer(new ByteLevelBpe(handoff.tables)), config: handoff.config };
+  const text = handoff.kind === 'fast-bpe' ? fastTokenizer(new ByteLevelBpe(handoff.tables)) : huggingFaceTokenizer(JSON.parse(handoff.json) as object, handoff.config);
+  return { text, config: handoff.config };
 }
 
 function fastOrGeneral(json: TokenizerJson, config: object): { text: TextTokenizer; tables?: BpeTables } {
@@ -60,11 +62,4 @@ function huggingFaceTokenizer(json: object, config: object): TextTokenizer {
   const tokenizer = new Tokenizer(json, config);
   const encode = (text: string, addSpecialTokens: boolean) => tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids;
   return { implementation: 'huggingface', encode, count: (t, s) => encode(t, s).length };
-}
-
-function readTokenizerFiles(files: TokenizerFiles): { json: TokenizerJson; config: Record<string, unknown> } {
-  return {
-    json: JSON.parse(readFileSync(files.tokenizerFile, 'utf8')) as TokenizerJson,
-    config: JSON.parse(readFileSync(files.configFile, 'utf8')) as Record<string, unknown>,
-  };
 }
