@@ -1,7 +1,7 @@
 import type { CounterName } from '../limit-kinds.js';
 import { fallbackReservationId } from './reservation-ids.js';
 import type { Buckets } from './windows.js';
-import type { CounterRead, QuotaStore, ReservePlan, ReserveOutcome, Scope, SettleOutcome, SettlePlan } from './store.js';
+import type { CounterRead, HitCharge, QuotaStore, ReservePlan, ReserveOutcome, Scope, SettleOutcome, SettlePlan } from './store.js';
 
 type Clock = () => number;
 
@@ -36,6 +36,7 @@ interface ScopeState {
  */
 export class MemoryStore implements QuotaStore {
   private readonly scopes = new Map<string, ScopeState>();
+  private readonly hitCounters = new Map<string, Expiring<number>>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly clock: Clock = Date.now) {
@@ -158,6 +159,17 @@ export class MemoryStore implements QuotaStore {
     state.epoch++;
   }
 
+  async addHits(charges: readonly HitCharge[]): Promise<number[]> {
+    const now = this.clock();
+    return charges.map(({ counter, hits, ttlMs }) => {
+      const entry = this.hitCounters.get(counter);
+      const current = live(entry, now);
+      const value = (current ?? 0) + hits;
+      if (hits > 0) this.hitCounters.set(counter, { value, expiresAtMs: Math.max(current === undefined ? 0 : entry!.expiresAtMs, now + ttlMs) });
+      return value;
+    });
+  }
+
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {
@@ -176,6 +188,7 @@ export class MemoryStore implements QuotaStore {
 
   private sweep(): void {
     const now = this.clock();
+    for (const [counter, entry] of this.hitCounters) if (entry.expiresAtMs <= now) this.hitCounters.delete(counter);
     for (const [key, state] of this.scopes) {
       for (const map of [state.counters, state.reservations, state.tombstones] as Array<Map<unknown, Expiring<unknown>>>) {
         for (const [k, entry] of map) if (entry.expiresAtMs <= now) map.delete(k);

@@ -52,3 +52,8 @@ export class ScopeKeys {
 function encode(text: string): string {
   return Buffer.from(text, 'utf8').toString('base64url');
 }
+
+/** The key of one of the rate-limit service's fixed-window counters (its name encoded: any text is safe). */
+export function hitCounterKey(counter: string): string {
+  return `twrl:${encode(counter)}`;
+}

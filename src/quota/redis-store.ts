@@ -1,12 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { COUNTER_NAMES, type CounterName } from '../limit-kinds.js';
-import { ScopeKeys } from './redis-keys.js';
+import { hitCounterKey, ScopeKeys } from './redis-keys.js';
 import { fallbackReservationId } from './reservation-ids.js';
 import type { Buckets } from './windows.js';
 import {
   StoreUnavailableError,
   type CounterRead,
+  type HitCharge,
   type QuotaStore,
   type ReservePlan,
   type ReserveOutcome,
@@ -18,11 +19,13 @@ import {
 const RESERVE_SCRIPT = readFileSync(new URL('./reserve.lua', import.meta.url), 'utf8');
 const SETTLE_SCRIPT = readFileSync(new URL('./settle.lua', import.meta.url), 'utf8');
 const RESET_SCRIPT = readFileSync(new URL('./reset.lua', import.meta.url), 'utf8');
+const ADD_HITS_SCRIPT = readFileSync(new URL('./add-hits.lua', import.meta.url), 'utf8');
 
 type RedisWithScripts = (Redis | Cluster) & {
   twReserve(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<number[]>;
   twSettle(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<number[]>;
   twReset(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<number>;
+  twAddHits(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<number[]>;
 };
 
 /**
@@ -93,6 +96,7 @@ export class RedisStore implements QuotaStore {
     this.redis.defineCommand('twReserve', { lua: RESERVE_SCRIPT });
     this.redis.defineCommand('twSettle', { lua: SETTLE_SCRIPT });
     this.redis.defineCommand('twReset', { lua: RESET_SCRIPT });
+    this.redis.defineCommand('twAddHits', { lua: ADD_HITS_SCRIPT });
     // Errors surface through the commands that hit them; without a listener ioredis would print them.
     this.redis.on('error', () => {});
   }
@@ -188,6 +192,17 @@ export class RedisStore implements QuotaStore {
     const keys = new ScopeKeys(scope);
     const scriptKeys = [keys.epoch, keys.leases, ...keys.allCounters()];
     await this.run(() => this.redis.twReset(scriptKeys.length, ...scriptKeys));
+  }
+
+  async addHits(charges: readonly HitCharge[]): Promise<number[]> {
+    if (charges.length === 0) return [];
+    const script = (group: readonly HitCharge[]) => {
+      const args = group.flatMap((c) => [String(c.hits), c.ttlMs]);
+      return this.redis.twAddHits(group.length, ...group.map((c) => hitCounterKey(c.counter)), ...args);
+    };
+    // A Cluster spreads the counters over slots, and one script may only touch one: each goes alone.
+    if (this.redis instanceof Cluster) return this.run(async () => (await Promise.all(charges.map((c) => script([c])))).flat());
+    return this.run(() => script(charges));
   }
 
   async ping(): Promise<void> {

@@ -98,6 +98,16 @@ export interface CounterRead {
   readonly oldestCounted: number;
 }
 
+/** Hits on one fixed-window counter of the rate-limit service. */
+export interface HitCharge {
+  /** Names the counter (domain, descriptor, window); opaque to the store. */
+  readonly counter: string;
+  /** Hits to add, a whole number up to 2^53 - 1; 0 reads the counter without changing it. */
+  readonly hits: number;
+  /** How long the counter must outlive this charge (the rest of its window). */
+  readonly ttlMs: number;
+}
+
 /**
  * Counter storage. Every store passes the same contract suite (test/store-contract.test.ts).
  * `reserve` is one atomic step: every counter and the concurrency lease are checked, and only if all
@@ -121,6 +131,11 @@ export interface QuotaStore {
    * are gone) but never correct a counter again: a late settlement cannot subtract from new charges.
    */
   reset(scope: Scope): Promise<void>;
+  /**
+   * Adds hits to fixed-window counters and returns each counter's total after the addition; all of
+   * one call at once where the store can (one Redis script; in Redis Cluster, one per counter).
+   */
+  addHits(charges: readonly HitCharge[]): Promise<number[]>;
   /** Resolves when the store answers; rejects otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -6,15 +6,11 @@ import { parseDocument, visit } from 'yaml';
 export type RateLimitUnit = 'second' | 'minute' | 'hour' | 'day' | 'week' | 'month' | 'year';
 
 const UNIT_SECONDS: ReadonlyMap<RateLimitUnit, number> = new Map<RateLimitUnit, number>([
-  ['second', 1],
-  ['minute', 60],
-  ['hour', 3_600],
-  ['day', 86_400],
-  ['week', 604_800],
-  ['month', 2_592_000],
-  ['year', 31_536_000],
+  ['second', 1], ['minute', 60], ['hour', 3_600], ['day', 86_400], ['week', 604_800], ['month', 2_592_000], ['year', 31_536_000],
 ]);
 
+// Upstream looks up Go's strings.ToUpper(unit) (config_impl.go:268-269). JS toUpperCase differs only by expanding
+// characters such as ß or ﬁ into pairs (SS, FI) found in no unit name, so `unit.toUpperCase()` agrees.
 const UNIT_BY_NAME: ReadonlyMap<string, RateLimitUnit> = new Map([...UNIT_SECONDS.keys()].map((u) => [u.toUpperCase(), u]));
 
 /**
@@ -49,25 +45,16 @@ export interface RateLimitRule {
   readonly shareThresholdValues: readonly (string | undefined)[];
 }
 
-export interface DescriptorEntry {
-  readonly key: string;
-  readonly value: string;
-}
+export interface DescriptorEntry { readonly key: string; readonly value: string }
 
 /** A limit Envoy sent inside the descriptor (`RateLimitDescriptor.limit`), which upstream uses instead of the config. */
-export interface LimitOverride {
-  readonly requestsPerUnit: number;
-  readonly unit: RateLimitUnit;
-}
+export interface LimitOverride { readonly requestsPerUnit: number; readonly unit: RateLimitUnit }
 
+/** `path` is like `descriptors[2].rate_limit.unit` ('' for the file as a whole); `reason` uses upstream's wording where it has one. */
 export class RateLimitConfigError extends Error {
-  constructor(
-    readonly file: string,
-    readonly path: string,
-    readonly reason: string,
-  ) {
+  override readonly name = 'RateLimitConfigError';
+  constructor(readonly file: string, readonly path: string, readonly reason: string) {
     super(path === '' ? `${file}: ${reason}` : `${file}: ${path}: ${reason}`);
-    this.name = 'RateLimitConfigError';
   }
 }
 
@@ -81,24 +68,15 @@ interface Node {
   readonly sharePattern: string;
 }
 
-const newNode = (rule?: RateLimitRule, valueToMetric = false, sharePattern = ''): Node => ({
-  children: new Map(),
-  wildcards: [],
-  rule,
-  valueToMetric,
-  sharePattern,
-});
+const newNode = (rule?: RateLimitRule, valueToMetric = false, sharePattern = ''): Node =>
+  ({ children: new Map(), wildcards: [], rule, valueToMetric, sharePattern });
 
 export class RateLimitConfig {
-  readonly #domains: ReadonlyMap<string, Node>;
-
   /** Use parseRateLimitFiles. */
-  constructor(domains: ReadonlyMap<string, Node>) {
-    this.#domains = domains;
-  }
+  constructor(private readonly tree: ReadonlyMap<string, Node>) {}
 
   domains(): string[] {
-    return [...this.#domains.keys()];
+    return [...this.tree.keys()];
   }
 
   /**
@@ -107,7 +85,7 @@ export class RateLimitConfig {
    * if it sits at the request's last entry; the walk stops early (no match) when a level has no children.
    */
   match(domain: string, entries: readonly DescriptorEntry[], override?: LimitOverride): RateLimitRule | undefined {
-    const root = this.#domains.get(domain);
+    const root = this.tree.get(domain);
     if (root === undefined) return undefined;
     if (override !== undefined) return overrideRule(domain, entries, override);
     let level = root;
@@ -135,7 +113,6 @@ export class RateLimitConfig {
       else if (byValue || next.valueToMetric) metricValue = value;
       valueKey += metricValue === '' ? `.${key}` : `.${key}_${metricValue}`;
       if (next.rule !== undefined && i === entries.length - 1) found = next.rule;
-      if (next.children.size === 0) break;
       level = next;
     }
     if (found === undefined) return undefined;
@@ -147,33 +124,27 @@ export class RateLimitConfig {
         : domain + entries.map((e, i) => `.${e.key}${shared[i] !== undefined ? `_${shared[i]}` : e.value === '' ? '' : `_${e.value}`}`).join('');
     }
     if (statsKey === found.statsKey && !isShared) return found;
-    return Object.freeze({ ...found, statsKey, shareThresholdValues: Object.freeze(isShared ? shared : []) });
+    return Object.freeze({ ...found, statsKey, shareThresholdValues: isShared ? Object.freeze(shared) : NONE });
   }
 }
 
+const NONE: readonly never[] = Object.freeze([]);
+
 function overrideRule(domain: string, entries: readonly DescriptorEntry[], override: LimitOverride): RateLimitRule {
   // config_impl.go:459-475 and descriptorKey at 679-691: no shadow mode, no name, stats keyed by the request's values.
-  const statsKey = `${domain}.${entries.map((e) => (e.value === '' ? e.key : `${e.key}_${e.value}`)).join('.')}`;
   return Object.freeze({
+    unlimited: false, shadowMode: false, quotaMode: false, name: undefined, detailedMetric: false, replaces: NONE, shareThresholdValues: NONE,
     stableId: JSON.stringify(['override', domain, ...entries.map((e) => [e.key, e.value])]),
-    statsKey,
+    statsKey: `${domain}.${entries.map((e) => (e.value === '' ? e.key : `${e.key}_${e.value}`)).join('.')}`,
     unit: override.unit,
     requestsPerUnit: override.requestsPerUnit,
-    unlimited: false,
-    shadowMode: false,
-    quotaMode: false,
-    name: undefined,
-    replaces: Object.freeze([]),
-    detailedMetric: false,
-    shareThresholdValues: Object.freeze([]),
   });
 }
 
 /** Upstream wildcardMatch (config_impl.go:199-238): each `*` matches any run, in order, anchored at both ends. */
 function wildcardMatch(parts: readonly string[], value: string): boolean {
   if (parts.length === 1) return parts[0] === value;
-  const first = parts[0]!;
-  const last = parts[parts.length - 1]!;
+  const [first, last] = [parts[0]!, parts[parts.length - 1]!];
   if (!value.startsWith(first) || !value.endsWith(last)) return false;
   if (value.length < parts.reduce((n, p) => n + p.length, 0)) return false;
   let rest = value.slice(first.length, value.length - last.length);
@@ -199,13 +170,7 @@ export function applyReplaces(rules: ReadonlyArray<RateLimitRule | undefined>): 
 }
 
 /** Upstream's counter key (src/limiter/cache_key.go:48-88), e.g. `domain_key1_value1_key2_value2_1700000000`. */
-export function upstreamCacheKey(
-  prefix: string,
-  domain: string,
-  entries: readonly DescriptorEntry[],
-  rule: RateLimitRule,
-  nowSeconds: number,
-): string {
+export function upstreamCacheKey(prefix: string, domain: string, entries: readonly DescriptorEntry[], rule: RateLimitRule, nowSeconds: number): string {
   if (rule.unit === undefined) throw new RangeError('an unlimited rule has no counter');
   const values = entries.map((e, i) => `${e.key}_${rule.shareThresholdValues[i] ?? e.value}_`).join('');
   const divider = unitSeconds(rule.unit);
@@ -224,10 +189,7 @@ export function upstreamStatName(statsKey: string): string {
  * string field the source text of any non-null scalar: `value: on` is "on", `value: 010` is "010", not true or 8.
  */
 class Leaf {
-  constructor(
-    readonly value: unknown,
-    readonly text: string,
-  ) {}
+  constructor(readonly value: unknown, readonly text: string) {}
   toString(): string {
     return this.text;
   }
@@ -246,18 +208,18 @@ const VALID_KEYS = new Set([
 ]);
 const MAX_ALIAS_COUNT = 1000;
 type YMap = Map<unknown, unknown>;
+type Fail = (path: string, reason: string) => never;
 
 /**
  * Parses upstream config files into one config. Each file holds one domain; a domain in two files is an error
  * unless `mergeDomains` (upstream's MERGE_DOMAIN_CONFIG), with which later files add descriptors to it.
  */
 export function parseRateLimitFiles(
-  files: ReadonlyArray<{ readonly name: string; readonly text: string }>,
-  options: { readonly mergeDomains?: boolean } = {},
+  files: ReadonlyArray<{ readonly name: string; readonly text: string }>, options: { readonly mergeDomains?: boolean } = {},
 ): RateLimitConfig {
   const domains = new Map<string, Node>();
   for (const { name: file, text } of files) {
-    const fail = (path: string, reason: string): never => {
+    const fail: Fail = (path, reason) => {
       throw new RateLimitConfigError(file, path, reason);
     };
     const root = loadYaml(text, fail);
@@ -273,15 +235,14 @@ export function parseRateLimitFiles(
   return new RateLimitConfig(domains);
 }
 
-function loadYaml(text: string, fail: (path: string, reason: string) => never): YMap {
+function loadYaml(text: string, fail: Fail): YMap {
   // Deliberately stricter than yaml.v2 here: duplicate mapping keys and extra documents are errors, not dropped.
-  const doc = parseDocument(text, { version: '1.1', merge: true, uniqueKeys: true, prettyErrors: false });
-  if (doc.errors.length > 0) fail('', `error loading config file: ${doc.errors[0]!.message}`);
+  const doc = parseDocument(text, { version: '1.1', merge: true, uniqueKeys: true });
+  const error = doc.errors[0]?.message.split('\n')[0]?.replace(/:$/, '');
+  if (error !== undefined) fail('', `error loading config file: ${error}`);
   visit(doc, {
-    Scalar(key, node) {
-      if (key === 'key') return;
-      const value: unknown = node.value;
-      node.value = new Leaf(value, typeof value === 'string' ? value : (node.source ?? String(value)));
+    Scalar(key, node: { value: unknown; source?: string }) {
+      if (key !== 'key') node.value = new Leaf(node.value, typeof node.value === 'string' ? node.value : (node.source ?? String(node.value)));
     },
   });
   let root: unknown;
@@ -296,7 +257,7 @@ function loadYaml(text: string, fail: (path: string, reason: string) => never): 
 }
 
 /** Upstream validateYamlKeys (config_impl.go:357-402): one flat set of known keys, checked at every level. */
-function checkKeys(map: YMap, path: string, open: Set<unknown>, fail: (path: string, reason: string) => never): void {
+function checkKeys(map: YMap, path: string, open: Set<unknown>, fail: Fail): void {
   if (open.has(map)) fail(path, 'error loading config file: an alias refers to a mapping that contains it');
   open.add(map);
   for (const [key, value] of map) {
@@ -316,12 +277,16 @@ function checkKeys(map: YMap, path: string, open: Set<unknown>, fail: (path: str
 }
 
 /** Typed reads of one mapping, with yaml.v2's conversions: null/absent is the zero value. */
-function fields(map: YMap, path: string, fail: (path: string, reason: string) => never) {
+function fields(map: YMap, path: string, fail: Fail) {
   const at = (key: string): string => (path === '' ? key : `${path}.${key}`);
-  const leaf = (key: string, want: string): Leaf | undefined => {
+  const get = (key: string): unknown => {
     const v = map.get(key);
-    if (v === undefined || v === null || (v instanceof Leaf && v.kind === 'null')) return undefined;
-    return v instanceof Leaf ? v : fail(at(key), `expected ${want}, found a ${Array.isArray(v) ? 'list' : 'mapping'}`);
+    return v === null || (v instanceof Leaf && v.kind === 'null') ? undefined : v;
+  };
+  const leaf = (key: string, want: string): Leaf | undefined => {
+    const v = get(key);
+    if (v === undefined || v instanceof Leaf) return v;
+    return fail(at(key), `expected ${want}, found a ${Array.isArray(v) ? 'list' : 'mapping'}`);
   };
   return {
     str: (key: string): string => leaf(key, 'a string')?.text ?? '',
@@ -340,13 +305,11 @@ function fields(map: YMap, path: string, fail: (path: string, reason: string) =>
       return n as number;
     },
     map(key: string): YMap | undefined {
-      const v = map.get(key);
-      if (v === undefined || v === null || (v instanceof Leaf && v.kind === 'null')) return undefined;
-      return v instanceof Map ? v : fail(at(key), 'expected a mapping');
+      const v = get(key);
+      return v === undefined || v instanceof Map ? v : fail(at(key), 'expected a mapping');
     },
     maps(key: string): { map: YMap; path: string }[] {
-      const v = map.get(key);
-      if (v === undefined || v === null || (v instanceof Leaf && v.kind === 'null')) return [];
+      const v = get(key) ?? [];
       if (!Array.isArray(v)) return fail(at(key), 'expected a list');
       return v.map((item: YMap, i) => ({ map: item, path: `${at(key)}[${i}]` })); // checkKeys made them mappings
     },
@@ -354,13 +317,7 @@ function fields(map: YMap, path: string, fail: (path: string, reason: string) =>
 }
 
 /** Upstream loadDescriptors (config_impl.go:245-352). */
-function loadDescriptors(
-  parent: Node,
-  domain: string,
-  levels: readonly string[],
-  list: readonly { map: YMap; path: string }[],
-  fail: (path: string, reason: string) => never,
-): void {
+function loadDescriptors(parent: Node, domain: string, levels: readonly string[], list: readonly { map: YMap; path: string }[], fail: Fail): void {
   for (const { map, path } of list) {
     const f = fields(map, path, fail);
     const key = f.str('key');
@@ -369,13 +326,14 @@ function loadDescriptors(
     const finalKey = value === '' ? key : `${key}_${value}`;
     const fullKey = [domain, ...levels, finalKey].join('.');
     if (parent.children.has(finalKey)) fail(path, `duplicate descriptor composite key '${fullKey}'`);
+    const [shadowMode, quotaMode, detailedMetric] = [f.bool('shadow_mode'), f.bool('quota_mode'), f.bool('detailed_metric')];
     const limit = f.map('rate_limit');
     let rule: RateLimitRule | undefined;
     if (limit !== undefined) {
       const l = fields(limit, `${path}.rate_limit`, fail);
       const unlimited = l.bool('unlimited');
       const unitText = l.str('unit');
-      const unit = parseUnit(unitText);
+      const unit = UNIT_BY_NAME.get(unitText.toUpperCase());
       if (unlimited && unit !== undefined) fail(`${path}.rate_limit.unit`, 'should not specify rate limit unit when unlimited');
       if (!unlimited && unit === undefined) fail(`${path}.rate_limit.unit`, `invalid rate limit unit '${unitText}'`);
       const requestsPerUnit = l.uint32('requests_per_unit');
@@ -387,17 +345,9 @@ function loadDescriptors(
         return replacedName;
       });
       rule = Object.freeze({
-        stableId: JSON.stringify([domain, ...levels, finalKey]),
-        statsKey: fullKey,
-        unit: unlimited ? undefined : unit,
-        requestsPerUnit,
-        unlimited,
-        shadowMode: f.bool('shadow_mode'),
-        quotaMode: f.bool('quota_mode'),
-        name: name === '' ? undefined : name,
-        replaces: Object.freeze(replaces),
-        detailedMetric: f.bool('detailed_metric'),
-        shareThresholdValues: Object.freeze([]),
+        stableId: JSON.stringify([domain, ...levels, finalKey]), statsKey: fullKey, unit: unlimited ? undefined : unit,
+        requestsPerUnit, unlimited, shadowMode, quotaMode, name: name === '' ? undefined : name,
+        replaces: Object.freeze(replaces), detailedMetric, shareThresholdValues: NONE,
       });
     }
     const shareThreshold = f.bool('share_threshold');
@@ -405,15 +355,9 @@ function loadDescriptors(
       fail(`${path}.share_threshold`, `share_threshold can only be used with wildcard values (containing '*'), but found key '${finalKey}'`);
     }
     if (finalKey.includes('*')) parent.wildcards.push({ key: finalKey, parts: finalKey.split('*') });
-    f.map('metadata'); // accepted (a mapping) and not used: see the module's notes on dynamic metadata
+    f.map('metadata'); // must be a mapping; its content (upstream's response dynamic metadata) is not kept here
     const node = newNode(rule, f.bool('value_to_metric'), shareThreshold ? finalKey : '');
     loadDescriptors(node, domain, [...levels, finalKey], f.maps('descriptors'), fail);
     parent.children.set(finalKey, node);
   }
-}
-
-/** Upstream upper-cases the unit with Go's strings.ToUpper, whose case mapping is one character to one. */
-function parseUnit(text: string): RateLimitUnit | undefined {
-  const upper = Array.from(text, (c) => (c.toUpperCase().length === c.length ? c.toUpperCase() : c)).join('');
-  return UNIT_BY_NAME.get(upper);
 }
