@@ -14,6 +14,7 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY config ./config
+COPY proto ./proto
 USER node
 EXPOSE 9001 8080
 ENTRYPOINT ["node", "dist/main.js"]

@@ -11,6 +11,8 @@ import type { QuotaStore } from './quota/store.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { createMetrics } from './telemetry/metrics.js';
 import { TokenizerRegistry } from './tokens/registry.js';
+import { RateLimitFiles } from './ratelimit/files.js';
+import { RateLimitService } from './ratelimit/service.js';
 
 export interface AppOptions {
   readonly grpcAddr: string;
@@ -22,6 +24,8 @@ export interface AppOptions {
   readonly processMetrics?: boolean;
   /** The compiled token-counting worker (tests running from TypeScript sources point at dist/). */
   readonly workerScript?: URL;
+  /** A directory of envoyproxy/ratelimit-format rule files (every *.yaml, reloaded live). */
+  readonly rateLimitConfigDir?: string;
   /** Take limits, TokenQuotas and API keys from Kubernetes; `config` then only serves until the first sync. */
   readonly kube?: Omit<KubeControllerOptions, 'apply' | 'logger' | 'metrics'>;
 }
@@ -53,6 +57,15 @@ export async function startApp(options: AppOptions): Promise<App> {
     ...(options.workerScript ? { workerScript: options.workerScript } : {}),
   });
   const reconciler = new Reconciler({ engine, metrics, logger, userLabel });
+  const rateLimitFiles = options.rateLimitConfigDir === undefined ? undefined : new RateLimitFiles(options.rateLimitConfigDir, { logger, metrics });
+  try {
+    await rateLimitFiles?.load();
+  } catch (err) {
+    await tokenizers.close();
+    await store.close();
+    throw err;
+  }
+  const rateLimit = new RateLimitService({ rules: () => rateLimitFiles?.current, config: currentConfig, store, engine, clock, metrics, logger });
 
   const setConfig = (next: ConfigSnapshot) => {
     tokenizers.configure(next);
@@ -75,7 +88,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   let grpc: GrpcServer | undefined;
   let http: HttpServer | undefined;
   try {
-    grpc = await startGrpcServer(options.grpcAddr, { gatekeeper, reconciler, metrics, logger });
+    grpc = await startGrpcServer(options.grpcAddr, { gatekeeper, reconciler, rateLimit, metrics, logger });
     http = await startHttpServer(options.httpAddr, {
       config: currentConfig,
       engine,
@@ -97,11 +110,13 @@ export async function startApp(options: AppOptions): Promise<App> {
     });
   } catch (err) {
     await grpc?.shutdown(0);
+    rateLimitFiles?.close();
     await tokenizers.close();
     await store.close();
     throw err;
   }
   kube?.start();
+  rateLimitFiles?.watch();
   logger.info({ grpcPort: grpc.port, httpPort: http.port, store: options.store.kind, kube: Boolean(kube) }, 'tokenwarden started');
 
   return {
@@ -111,6 +126,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     setConfig,
     async close() {
       await kube?.stop();
+      rateLimitFiles?.close();
       await grpc.shutdown(5000);
       await http.close();
       await tokenizers.close();

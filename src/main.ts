@@ -9,11 +9,12 @@ import { createLogger } from './telemetry/logger.js';
 const USAGE = `tokenwarden — per-user, per-model LLM token quotas for Envoy
 
 Options (each also read from the environment variable shown):
-  --grpc-addr ADDR    TOKENWARDEN_GRPC_ADDR   gRPC (ext_authz, health)     [0.0.0.0:9001]
+  --grpc-addr ADDR    TOKENWARDEN_GRPC_ADDR   gRPC (ext_authz, ratelimit, access log, health) [0.0.0.0:9001]
   --http-addr ADDR    TOKENWARDEN_HTTP_ADDR   health, metrics, usage API   [0.0.0.0:8080]
   --config PATH       TOKENWARDEN_CONFIG      limits file                  [config/limits.yaml]
   --store KIND        TOKENWARDEN_STORE       memory | redis               [memory]
   --redis-url URL     TOKENWARDEN_REDIS_URL   redis://, rediss://, redis+sentinel://h:p,h:p/master
+  --ratelimit-config DIR  TOKENWARDEN_RATELIMIT_CONFIG  envoyproxy/ratelimit rule files (*.yaml, reloaded live)
   --kube              TOKENWARDEN_KUBE=1      limits from the ConfigMap, TokenQuotas and API-key Secrets
   --namespace NS      TOKENWARDEN_NAMESPACE   where to watch them     [the pod's namespace]
   --configmap NAME    TOKENWARDEN_CONFIGMAP   the limits ConfigMap    [tokenwarden-limits]
@@ -29,6 +30,7 @@ async function main(): Promise<void> {
       config: { type: 'string' },
       store: { type: 'string' },
       'redis-url': { type: 'string' },
+      'ratelimit-config': { type: 'string' },
       kube: { type: 'boolean' },
       namespace: { type: 'string' },
       configmap: { type: 'string' },
@@ -46,6 +48,7 @@ async function main(): Promise<void> {
   const storeKind = values.store ?? env['TOKENWARDEN_STORE'] ?? 'memory';
   const redisUrl = values['redis-url'] ?? env['TOKENWARDEN_REDIS_URL'];
   const kube = values.kube ?? env['TOKENWARDEN_KUBE'] === '1';
+  const rateLimitConfigDir = values['ratelimit-config'] ?? env['TOKENWARDEN_RATELIMIT_CONFIG'];
 
   if (storeKind !== 'memory' && storeKind !== 'redis') throw new Error(`--store must be memory or redis, not "${storeKind}"`);
   if (storeKind === 'redis' && !redisUrl) throw new Error('--store redis needs --redis-url (or TOKENWARDEN_REDIS_URL)');
@@ -58,6 +61,7 @@ async function main(): Promise<void> {
     store: storeKind === 'redis' ? { kind: 'redis', url: redisUrl! } : { kind: 'memory' },
     logger,
     processMetrics: true,
+    ...(rateLimitConfigDir ? { rateLimitConfigDir } : {}),
     ...(kube ? { kube: await kubeOptions(values.namespace, values.configmap) } : {}),
   });
 

@@ -162,6 +162,19 @@ export const limitsFileSchema = z
     maxBodyBytes: z.number().int().positive().max(MAX_BODY_BYTES).default(1024 * 1024),
     /** On a quota-store failure: true fails the gRPC call (Envoy's failure_mode_allow decides), false denies with 503. */
     failOpen: z.boolean().default(false),
+    /** The rate-limit service (envoy.service.ratelimit.v3), whose rules come from --ratelimit-config. */
+    rateLimitService: z
+      .object({
+        /** Descriptors in `domain` naming a user (userKey) and a configured model (modelKey) are charged to that user's token quotas, hits as tokens. */
+        tokenDescriptors: z
+          .object({ domain: z.string().min(1), userKey: z.string().min(1).default('user'), modelKey: z.string().min(1).default('model') })
+          .strict()
+          .optional(),
+        /** Add x-ratelimit-limit/-remaining/-reset to responses, as Envoy's enable_x_ratelimit_headers (DRAFT_VERSION_03) writes them. */
+        responseHeaders: z.boolean().default(false),
+      })
+      .strict()
+      .default({ responseHeaders: false }),
     /** Every limit in shadow mode: evaluated, counted and reported, never denying. */
     shadow: z.boolean().default(false),
     admin: z.object({ tokenSha256: sha256Hex.optional() }).strict().default({}),

@@ -7,6 +7,8 @@ import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { authorizationHandlers } from './authz.js';
 import { serviceDefinition } from './protos.js';
+import { RATE_LIMIT_SERVICE, rateLimitHandlers, rateLimitServiceDefinition } from '../ratelimit/grpc.js';
+import type { RateLimitService } from '../ratelimit/service.js';
 
 export const AUTHORIZATION_SERVICE = 'envoy.service.auth.v3.Authorization';
 export const ACCESS_LOG_SERVICE = 'envoy.service.accesslog.v3.AccessLogService';
@@ -19,10 +21,10 @@ export interface GrpcServer {
   shutdown(graceMs: number): Promise<void>;
 }
 
-/** One gRPC server: Envoy's Authorization and AccessLogService, plus grpc.health.v1.Health. */
+/** One gRPC server: Envoy's Authorization, RateLimitService and AccessLogService, plus grpc.health.v1.Health. */
 export async function startGrpcServer(
   address: string,
-  deps: { gatekeeper: Gatekeeper; reconciler: Reconciler; metrics: Metrics; logger: Logger },
+  deps: { gatekeeper: Gatekeeper; reconciler: Reconciler; rateLimit: RateLimitService; metrics: Metrics; logger: Logger },
 ): Promise<GrpcServer> {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': 32 * 1024 * 1024,
@@ -30,7 +32,9 @@ export async function startGrpcServer(
   });
   server.addService(serviceDefinition(AUTHORIZATION_SERVICE), authorizationHandlers(deps.gatekeeper, deps.metrics, deps.logger));
   server.addService(serviceDefinition(ACCESS_LOG_SERVICE), accessLogHandlers(deps.reconciler, deps.metrics, deps.logger));
-  const health = new HealthImplementation({ '': 'SERVING', [AUTHORIZATION_SERVICE]: 'SERVING', [ACCESS_LOG_SERVICE]: 'SERVING' });
+  server.addService(rateLimitServiceDefinition(), rateLimitHandlers(deps.rateLimit, deps.logger));
+  const services = ['', AUTHORIZATION_SERVICE, ACCESS_LOG_SERVICE, RATE_LIMIT_SERVICE];
+  const health = new HealthImplementation(Object.fromEntries(services.map((name) => [name, 'SERVING'])));
   health.addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) =>
@@ -41,9 +45,7 @@ export async function startGrpcServer(
     health,
     shutdown: (graceMs) =>
       new Promise<void>((resolve) => {
-        health.setStatus('', 'NOT_SERVING');
-        health.setStatus(AUTHORIZATION_SERVICE, 'NOT_SERVING');
-        health.setStatus(ACCESS_LOG_SERVICE, 'NOT_SERVING');
+        for (const name of services) health.setStatus(name, 'NOT_SERVING');
         const force = setTimeout(() => {
           server.forceShutdown();
           resolve();

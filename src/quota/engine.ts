@@ -8,6 +8,7 @@ export type Clock = () => number;
 
 /** A limit's state as OpenAI's x-ratelimit-* headers describe it. */
 export interface LimitState {
+  readonly name: LimitName;
   readonly limit: number;
   readonly remaining: number;
   /** Time until the limit is back to its full value. */
@@ -121,6 +122,18 @@ export class QuotaEngine {
   }
 
   /**
+   * Charges tokens and one request outright, with no concurrency slot and nothing left to settle:
+   * for a caller that states the cost itself (the rate-limit service's token descriptors).
+   */
+  async charge(request: Pick<AdmissionRequest, 'user' | 'groups' | 'model' | 'tokens'>): Promise<Admission> {
+    const admission = await this.admitTo({ ...request, promptTokens: 0, requestId: undefined }, this.counters(this.config()), false);
+    if (admission.admitted) {
+      await this.settle([{ user: request.user, model: request.model, reservationId: admission.reservationId, charge: { kind: 'reserved' } }]);
+    }
+    return admission;
+  }
+
+  /**
    * A read-only look at the limits no smaller request escapes (requests per minute, concurrency):
    * the denial a request would get from them now, or undefined. Lets a caller skip expensive work
    * (counting a large prompt) for a request that cannot be admitted; the admission decides for real.
@@ -213,7 +226,7 @@ export class QuotaEngine {
       const limit = charges[i]!.limit;
       if (limit === null) continue;
       const position = window.positionAt(now);
-      const state = { limit, remaining: Math.max(0, limit - (outcome.used[kind.name] ?? 0)), resetMs: position.expiresAt(position.bucket) - now };
+      const state = { name: kind.name, limit, remaining: Math.max(0, limit - (outcome.used[kind.name] ?? 0)), resetMs: position.expiresAt(position.bucket) - now };
       // The tightest window of each kind is the one the headers describe.
       if (kind.counts === 'tokens') tokens = tokens === undefined || state.remaining < tokens.remaining ? state : tokens;
       else requests = requests === undefined || state.remaining < requests.remaining ? state : requests;
@@ -319,6 +332,7 @@ export class QuotaEngine {
     const { limit, cost } = charges[index]!;
     const position = window.positionAt(now);
     const state: LimitState = {
+      name,
       limit: limit!,
       remaining: Math.max(0, limit! - countedSum(buckets)),
       resetMs: msUntilEmpty(buckets, position, now),
@@ -344,6 +358,6 @@ function denyByConcurrency(limit: number, untilLeaseExpiryMs: number | undefined
     requested: 1,
     retryAfterMs,
     windowMs: CONCURRENCY_RETRY_MS,
-    view: { requests: { limit, remaining: 0, resetMs: retryAfterMs ?? 0 } },
+    view: { requests: { name: CONCURRENCY_LIMIT.name, limit, remaining: 0, resetMs: retryAfterMs ?? 0 } },
   };
 }

@@ -32,6 +32,8 @@ export interface RateLimitRule {
   readonly stableId: string;
   /** Upstream's FullKey / Stats.Key, e.g. `domain.key_value.key2`; per request with detailed_metric / value_to_metric. */
   readonly statsKey: string;
+  /** The configured rule's own key (never per request): a metric label of bounded cardinality. */
+  readonly ruleKey: string;
   /** Undefined only when `unlimited` (upstream then holds UNKNOWN). */
   readonly unit: RateLimitUnit | undefined;
   readonly requestsPerUnit: number;
@@ -136,6 +138,7 @@ function overrideRule(domain: string, entries: readonly DescriptorEntry[], overr
     unlimited: false, shadowMode: false, quotaMode: false, name: undefined, detailedMetric: false, replaces: NONE, shareThresholdValues: NONE,
     stableId: JSON.stringify(['override', domain, ...entries.map((e) => [e.key, e.value])]),
     statsKey: `${domain}.${entries.map((e) => (e.value === '' ? e.key : `${e.key}_${e.value}`)).join('.')}`,
+    ruleKey: `${domain}.(override)`,
     unit: override.unit,
     requestsPerUnit: override.requestsPerUnit,
   });
@@ -345,7 +348,7 @@ function loadDescriptors(parent: Node, domain: string, levels: readonly string[]
         return replacedName;
       });
       rule = Object.freeze({
-        stableId: JSON.stringify([domain, ...levels, finalKey]), statsKey: fullKey, unit: unlimited ? undefined : unit,
+        stableId: JSON.stringify([domain, ...levels, finalKey]), statsKey: fullKey, ruleKey: fullKey, unit: unlimited ? undefined : unit,
         requestsPerUnit, unlimited, shadowMode, quotaMode, name: name === '' ? undefined : name,
         replaces: Object.freeze(replaces), detailedMetric, shareThresholdValues: NONE,
       });

@@ -14,6 +14,23 @@ export function createMetrics(options: { processMetrics?: boolean; userLabel?: b
       labelNames: ['result', 'reason'] as const,
       registers: [registry],
     }),
+    rateLimitDecisions: new Counter({
+      name: 'tokenwarden_ratelimit_decisions_total',
+      help: 'ShouldRateLimit answers by domain (configured domains only) and result (ok, over_limit).',
+      labelNames: ['domain', 'result'] as const,
+      registers: [registry],
+    }),
+    rateLimitHits: new Counter({
+      name: 'tokenwarden_ratelimit_hits_total',
+      help: "Hits on rate-limit rules, as envoyproxy/ratelimit's per-rule stats: stat is total_hits, within_limit, near_limit, over_limit or shadow_mode; rule is the configured rule's key.",
+      labelNames: ['rule', 'stat'] as const,
+      registers: [registry],
+    }),
+    rateLimitConfigInvalid: new Gauge({
+      name: 'tokenwarden_ratelimit_config_invalid',
+      help: '1 while the rate-limit rule files on disk are refused (the last good rules keep serving).',
+      registers: [registry],
+    }),
     shadowDenials: new Counter({
       name: 'tokenwarden_shadow_denials_total',
       help: 'Admissions a limit in shadow mode would have denied (they were allowed), by limit and model.',

@@ -39,6 +39,7 @@ export async function startTestApp(options: {
   store: { kind: 'memory' } | { kind: 'redis'; url: string };
   clock?: Clock;
   kube?: AppOptions['kube'];
+  rateLimitConfigDir?: string;
   /** Return before the tokenizers have loaded (default: wait, as Envoy waits for /readyz). */
   waitForTokenizers?: boolean;
 }): Promise<TestApp> {
@@ -52,6 +53,7 @@ export async function startTestApp(options: {
     workerScript: new URL('../../dist/tokens/count-worker.js', import.meta.url),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.kube ? { kube: options.kube } : {}),
+    ...(options.rateLimitConfigDir ? { rateLimitConfigDir: options.rateLimitConfigDir } : {}),
   });
   // As Envoy would only send traffic once /readyz says so: every tokenizer loaded (or failed).
   if (options.waitForTokenizers !== false) {

@@ -1,0 +1,218 @@
+import type { ConfigSnapshot } from '../config/snapshot.js';
+import type { LimitName } from '../limit-kinds.js';
+import type { Admission, Clock, QuotaEngine } from '../quota/engine.js';
+import { StoreUnavailableError, type HitCharge, type QuotaStore } from '../quota/store.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import { applyReplaces, unitSeconds, upstreamCacheKey, type DescriptorEntry, type LimitOverride, type RateLimitConfig, type RateLimitRule, type RateLimitUnit } from './config.js';
+
+/** One descriptor of a ShouldRateLimit request. */
+export interface RlsDescriptor {
+  readonly entries: readonly DescriptorEntry[];
+  readonly limit?: LimitOverride;
+  /** The descriptor's own hits_addend when Envoy sent one (0 = check only); Infinity when beyond 2^53. */
+  readonly hitsAddend?: number;
+}
+
+export interface RlsRequest {
+  readonly domain: string;
+  readonly descriptors: readonly RlsDescriptor[];
+  /** The request-level hits_addend; 0 (unset) means 1. */
+  readonly hitsAddend: number;
+}
+
+export interface RlsStatus {
+  readonly code: 'OK' | 'OVER_LIMIT';
+  readonly currentLimit?: { readonly requestsPerUnit: number; readonly unit: RateLimitUnit; readonly name?: string };
+  readonly limitRemaining: number;
+  /** Whole seconds until the window resets. */
+  readonly durationUntilResetS?: number;
+}
+
+export interface RlsResponse {
+  readonly overallCode: 'OK' | 'OVER_LIMIT';
+  readonly statuses: readonly RlsStatus[];
+  readonly responseHeaders: ReadonlyArray<readonly [string, string]>;
+}
+
+/** A request Envoy should never send (no domain, no descriptors): the call fails, as envoyproxy/ratelimit's does. */
+export class RlsRequestError extends Error {
+  override name = 'RlsRequestError';
+}
+
+const UNLIMITED_REMAINING = 4_294_967_295;
+const NEAR_LIMIT_RATIO = 0.8;
+
+/** How a tokenwarden limit kind reads as a rate-limit unit (a token descriptor's current_limit). */
+const UNIT_OF_LIMIT: Partial<Record<LimitName, RateLimitUnit>> = {
+  tokensPerMinute: 'minute',
+  tokensPerHour: 'hour',
+  tokensPerDay: 'day',
+  tokensPerMonth: 'month',
+  requestsPerMinute: 'minute',
+};
+
+/**
+ * Envoy's rate-limit service with envoyproxy/ratelimit's semantics: each descriptor is matched to a
+ * rule of the loaded configuration, its hits are added to the rule's fixed window (denied hits
+ * count, as upstream's do), and it is over limit when the window's total exceeds the rule. A
+ * descriptor naming a user and a model in the token domain is charged to that user's token quotas
+ * instead, hits being tokens.
+ */
+export class RateLimitService {
+  constructor(
+    private readonly deps: {
+      readonly rules: () => RateLimitConfig | undefined;
+      readonly config: () => ConfigSnapshot;
+      readonly store: QuotaStore;
+      readonly engine: QuotaEngine;
+      readonly clock: Clock;
+      readonly metrics: Metrics;
+      readonly logger: Logger;
+    },
+  ) {}
+
+  async shouldRateLimit(request: RlsRequest): Promise<RlsResponse> {
+    if (request.domain === '') throw new RlsRequestError('rate limit domain must not be empty');
+    if (request.descriptors.length === 0) throw new RlsRequestError('rate limit descriptor list must not be empty');
+    const config = this.deps.config();
+    const now = this.deps.clock();
+    const nowSeconds = Math.floor(now / 1000);
+    const hits = request.descriptors.map((d) => d.hitsAddend ?? Math.max(1, request.hitsAddend));
+    const tokenScopes = request.descriptors.map((d) => this.tokenScope(config, request.domain, d.entries));
+    const rules = applyReplaces(
+      request.descriptors.map((d, i) => (tokenScopes[i] !== undefined ? undefined : this.deps.rules()?.match(request.domain, d.entries, d.limit))),
+    );
+
+    const counted = rules.flatMap((rule, i) => (rule !== undefined && !rule.unlimited && Number.isSafeInteger(hits[i]) ? [i] : []));
+    const charges: HitCharge[] = counted.map((i) => ({
+      counter: upstreamCacheKey('', request.domain, request.descriptors[i]!.entries, rules[i]!, nowSeconds),
+      hits: hits[i]!,
+      ttlMs: unitSeconds(rules[i]!.unit!) * 1000,
+    }));
+    const [totals, tokenAdmissions] = await Promise.all([
+      this.addHits(charges, config),
+      Promise.all(tokenScopes.map((scope, i) => (scope === undefined ? undefined : this.chargeTokens(scope, hits[i]!, config)))),
+    ]);
+
+    const statuses = rules.map((rule, i): RlsStatus => {
+      const admission = tokenAdmissions[i];
+      if (admission !== undefined) return tokenStatus(admission);
+      if (rule === undefined) return { code: 'OK', limitRemaining: 0 };
+      if (rule.unlimited) return { code: 'OK', limitRemaining: UNLIMITED_REMAINING };
+      const slot = counted.indexOf(i);
+      // A total beyond what can be counted exactly (hits above 2^53) exceeds any limit.
+      const after = slot < 0 ? Infinity : totals === 'unavailable' ? Infinity : totals[slot]!;
+      this.recordStats(rule, hits[i]!, after);
+      const over = after > rule.requestsPerUnit;
+      const seconds = unitSeconds(rule.unit!);
+      return {
+        code: over && !rule.shadowMode ? 'OVER_LIMIT' : 'OK',
+        currentLimit: { requestsPerUnit: rule.requestsPerUnit, unit: rule.unit!, ...(rule.name !== undefined ? { name: rule.name } : {}) },
+        limitRemaining: over ? 0 : rule.requestsPerUnit - after,
+        durationUntilResetS: seconds - (nowSeconds % seconds),
+      };
+    });
+    const quota = rules.map((rule) => rule?.quotaMode === true);
+    const overall =
+      statuses.some((s, i) => s.code === 'OVER_LIMIT' && !quota[i]) ||
+      (quota.some(Boolean) && statuses.every((s, i) => !quota[i] || s.code === 'OVER_LIMIT'))
+        ? 'OVER_LIMIT'
+        : 'OK';
+    this.deps.metrics.rateLimitDecisions.inc({ domain: this.domainLabel(request.domain), result: overall === 'OK' ? 'ok' : 'over_limit' });
+    return { overallCode: overall, statuses, responseHeaders: config.settings.rateLimitService.responseHeaders ? rateLimitHeaders(statuses) : [] };
+  }
+
+  /** Whether a descriptor names a user and a model for the token quotas (the configured domain and keys). */
+  private tokenScope(config: ConfigSnapshot, domain: string, entries: readonly DescriptorEntry[]): { user: string; model: string } | undefined {
+    const tokens = config.settings.rateLimitService.tokenDescriptors;
+    if (tokens === undefined || domain !== tokens.domain) return undefined;
+    const user = entries.find((e) => e.key === tokens.userKey)?.value;
+    const model = entries.find((e) => e.key === tokens.modelKey)?.value;
+    if (user === undefined || model === undefined || user === '' || !config.hasModel(model)) return undefined;
+    return { user, model };
+  }
+
+  /** The windows' totals, or 'unavailable' when the store failed and the configuration fails closed. */
+  private async addHits(charges: readonly HitCharge[], config: ConfigSnapshot): Promise<number[] | 'unavailable'> {
+    try {
+      return await this.deps.store.addHits(charges);
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError)) throw err;
+      this.onStoreError(err, config);
+      return 'unavailable';
+    }
+  }
+
+  private async chargeTokens(scope: { user: string; model: string }, tokens: number, config: ConfigSnapshot): Promise<Admission | 'unavailable'> {
+    if (!Number.isSafeInteger(tokens)) return 'unavailable';
+    try {
+      return await this.deps.engine.charge({ ...scope, groups: [], tokens });
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError)) throw err;
+      this.onStoreError(err, config);
+      return 'unavailable';
+    }
+  }
+
+  /** Fails the call when the configuration says fail open (Envoy's failure_mode_deny decides); otherwise the descriptors are over limit. */
+  private onStoreError(err: StoreUnavailableError, config: ConfigSnapshot): void {
+    this.deps.metrics.storeErrors.inc({ operation: 'rate_limit' });
+    this.deps.logger.warn({ err: err.message, failOpen: config.settings.failOpen }, 'quota store unavailable');
+    if (config.settings.failOpen) throw err;
+  }
+
+  /** envoyproxy/ratelimit's per-rule stats, in hits (total_hits, over_limit, near_limit, within_limit, shadow_mode). */
+  private recordStats(rule: RateLimitRule, hits: number, after: number): void {
+    const stats = this.deps.metrics.rateLimitHits;
+    const labels = (stat: string) => ({ rule: rule.ruleKey, stat });
+    const add = (stat: string, amount: number) => amount > 0 && Number.isFinite(amount) && stats.inc(labels(stat), amount);
+    const limit = rule.requestsPerUnit;
+    const before = after - hits;
+    const threshold = Math.floor(limit * NEAR_LIMIT_RATIO);
+    add('total_hits', hits);
+    if (after > limit) {
+      const overBy = before >= limit ? hits : after - limit;
+      add('over_limit', overBy);
+      add('near_limit', limit - Math.max(threshold, before));
+      if (rule.shadowMode) add('shadow_mode', overBy);
+    } else {
+      add('within_limit', hits);
+      add('near_limit', after - Math.max(threshold, before));
+    }
+  }
+
+  private domainLabel(domain: string): string {
+    return this.deps.rules()?.domains().includes(domain) || domain === this.deps.config().settings.rateLimitService.tokenDescriptors?.domain ? domain : '(unknown)';
+  }
+}
+
+/** A token descriptor's status: the limit that denied it, or the tightest window it was charged in. */
+function tokenStatus(admission: Admission | 'unavailable'): RlsStatus {
+  if (admission === 'unavailable') return { code: 'OVER_LIMIT', limitRemaining: 0 };
+  const state = admission.view.tokens ?? admission.view.requests;
+  const unit = state === undefined ? undefined : UNIT_OF_LIMIT[state.name];
+  const currentLimit = state !== undefined && unit !== undefined ? { requestsPerUnit: state.limit, unit, name: state.name } : undefined;
+  if (!admission.admitted) {
+    const resetMs = admission.retryAfterMs ?? state?.resetMs ?? 0;
+    return { code: 'OVER_LIMIT', ...(currentLimit ? { currentLimit } : {}), limitRemaining: 0, durationUntilResetS: Math.ceil(resetMs / 1000) };
+  }
+  if (state === undefined || currentLimit === undefined) return { code: 'OK', limitRemaining: UNLIMITED_REMAINING };
+  return { code: 'OK', currentLimit, limitRemaining: state.remaining, durationUntilResetS: Math.ceil(state.resetMs / 1000) };
+}
+
+/**
+ * The x-ratelimit-* headers as Envoy's enable_x_ratelimit_headers (DRAFT_VERSION_03) writes them: the
+ * status with the least remaining decides, and x-ratelimit-limit lists every limit with its window.
+ */
+function rateLimitHeaders(statuses: readonly RlsStatus[]): Array<readonly [string, string]> {
+  const limited = statuses.filter((s) => s.currentLimit !== undefined);
+  const chosen = limited.reduce<RlsStatus | undefined>((best, s) => (best === undefined || s.limitRemaining < best.limitRemaining ? s : best), undefined);
+  if (chosen === undefined) return [];
+  const policies = limited.map(({ currentLimit: l }) => `${l!.requestsPerUnit};w=${unitSeconds(l!.unit)}${l!.name === undefined ? '' : `;name="${l!.name}"`}`);
+  return [
+    ['x-ratelimit-limit', [String(chosen.currentLimit!.requestsPerUnit), ...policies].join(', ')],
+    ['x-ratelimit-remaining', String(chosen.limitRemaining)],
+    ['x-ratelimit-reset', String(chosen.durationUntilResetS ?? 0)],
+  ];
+}
