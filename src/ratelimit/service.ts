@@ -1,5 +1,5 @@
 import type { ConfigSnapshot } from '../config/snapshot.js';
-import type { LimitName } from '../limit-kinds.js';
+import { CONCURRENCY_LIMIT, counterKind, type LimitName } from '../limit-kinds.js';
 import type { Admission, Clock, QuotaEngine } from '../quota/engine.js';
 import { StoreUnavailableError, type HitCharge, type QuotaStore } from '../quota/store.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -43,14 +43,13 @@ export class RlsRequestError extends Error {
 const UNLIMITED_REMAINING = 4_294_967_295;
 const NEAR_LIMIT_RATIO = 0.8;
 
-/** How a tokenwarden limit kind reads as a rate-limit unit (a token descriptor's current_limit). */
-const UNIT_OF_LIMIT: Partial<Record<LimitName, RateLimitUnit>> = {
-  tokensPerMinute: 'minute',
-  tokensPerHour: 'hour',
-  tokensPerDay: 'day',
-  tokensPerMonth: 'month',
-  requestsPerMinute: 'minute',
-};
+/** A tokenwarden counter's window as a rate-limit unit (a token descriptor's current_limit), when it is one. */
+function unitOfLimit(name: LimitName): RateLimitUnit | undefined {
+  if (name === CONCURRENCY_LIMIT.name) return undefined;
+  const window = counterKind(name).window;
+  if (window.kind === 'calendar') return window.period;
+  return ([['minute', 60_000], ['hour', 3_600_000], ['day', 86_400_000]] as const).find(([, ms]) => ms === window.lengthMs)?.[0];
+}
 
 /**
  * Envoy's rate-limit service with envoyproxy/ratelimit's semantics: each descriptor is matched to a
@@ -191,7 +190,7 @@ export class RateLimitService {
 function tokenStatus(admission: Admission | 'unavailable'): RlsStatus {
   if (admission === 'unavailable') return { code: 'OVER_LIMIT', limitRemaining: 0 };
   const state = admission.view.tokens ?? admission.view.requests;
-  const unit = state === undefined ? undefined : UNIT_OF_LIMIT[state.name];
+  const unit = state === undefined ? undefined : unitOfLimit(state.name);
   const currentLimit = state !== undefined && unit !== undefined ? { requestsPerUnit: state.limit, unit, name: state.name } : undefined;
   if (!admission.admitted) {
     const resetMs = admission.retryAfterMs ?? state?.resetMs ?? 0;
