@@ -65,7 +65,6 @@ export async function startApp(options: AppOptions): Promise<App> {
     await store.close();
     throw err;
   }
-  const rateLimit = new RateLimitService({ rules: () => rateLimitFiles?.current, config: currentConfig, store, engine, clock, metrics, logger });
 
   const setConfig = (next: ConfigSnapshot) => {
     tokenizers.configure(next);
@@ -75,6 +74,16 @@ export async function startApp(options: AppOptions): Promise<App> {
   const kube = options.kube
     ? new (await import('./kube/controller.js')).KubeController({ ...options.kube, apply: setConfig, logger, metrics })
     : undefined;
+  const rateLimit = new RateLimitService({
+    rules: () => rateLimitFiles?.current,
+    config: currentConfig,
+    store,
+    engine,
+    clock,
+    metrics,
+    logger,
+    ...(kube ? { configured: () => kube.ready } : {}),
+  });
   const gatekeeper = new Gatekeeper({
     config: currentConfig,
     engine,

@@ -44,7 +44,7 @@ defaults: { tokensPerDay: 1000, requestsPerMinute: 10 }
 models: { m: {} }
 users:
   alice: { limits: { tokensPerDay: 100, shadow: true } }
-  bob: { limits: { tokensPerDay: 100, requestsPerMinute: 2, shadow: [requestsPerMinute] } }
+  bob: { limits: { tokensPerDay: 100, requestsPerMinute: 20, shadow: { requestsPerMinute: 2 } } }
 groups:
   free: { limits: { tokensPerDay: 500 } }
   beta: { limits: { tokensPerDay: 50, shadow: true } }
@@ -55,7 +55,8 @@ groups:
   it('a shadow entry reports its value and leaves enforcement to the next level that enforces', () => {
     expect(config.limitsFor('alice', 'm')).toEqual({ tokensPerDay: 1000, requestsPerMinute: 10 });
     expect(config.shadowLimitsFor('alice', 'm')).toEqual({ tokensPerDay: 100 });
-    expect(config.limitsFor('bob', 'm')).toEqual({ tokensPerDay: 100, requestsPerMinute: 10 });
+    // Enforce one value, try another: both at the same level.
+    expect(config.limitsFor('bob', 'm')).toEqual({ tokensPerDay: 100, requestsPerMinute: 20 });
     expect(config.shadowLimitsFor('bob', 'm')).toEqual({ requestsPerMinute: 2 });
   });
 
@@ -77,11 +78,11 @@ groups:
     expect(c.shadowLimitsFor('x', 'm')).toEqual({ tokensPerDay: 10, maxConcurrentRequests: 1 });
   });
 
-  it('refuses shadow lists naming unknown limits', () => {
-    expect(() => parseLimitsYaml('models: { m: {} }\ndefaults: { tokensPerDay: 1, shadow: [tokensPerYear] }\n', 't')).toThrow(/shadow/);
+  it('refuses shadow values naming unknown limits', () => {
+    expect(() => parseLimitsYaml('models: { m: {} }\ndefaults: { tokensPerDay: 1, shadow: { tokensPerYear: 5 } }\n', 't')).toThrow(/shadow/);
   });
 
-  it('a TokenQuota with shadow: true puts its limits in shadow mode over the ConfigMap entry, field by field', () => {
+  it('a TokenQuota with shadow: true tries its limits next to the ConfigMap entry, never loosening the enforced ones', () => {
     const result = mergeKubeState(
       {
         configMapText: 'defaults: { tokensPerDay: 1000 }\nmodels: { m: {} }\nusers: { alice: { limits: { tokensPerDay: 800, requestsPerMinute: 5 } } }\n',
@@ -96,7 +97,7 @@ groups:
       undefined,
     );
     const snapshot = result.snapshot!;
-    expect(snapshot.limitsFor('alice', 'm')).toEqual({ tokensPerDay: 1000, requestsPerMinute: 5 });
+    expect(snapshot.limitsFor('alice', 'm')).toEqual({ tokensPerDay: 800, requestsPerMinute: 5 });
     expect(snapshot.shadowLimitsFor('alice', 'm')).toEqual({ tokensPerDay: 100, tokensPerMonth: 2000 });
   });
 });

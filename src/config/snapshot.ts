@@ -1,4 +1,4 @@
-import { inShadow, LIMIT_NAMES, type LimitName, type LimitsFile, type LimitsInput, type SubjectLimits } from './schema.js';
+import { LIMIT_NAMES, splitShadow, type LimitName, type LimitsFile, type LimitsInput, type LimitValues, type SubjectLimits } from './schema.js';
 
 /** Effective limits for one user and model; an absent field means unlimited. */
 export type EffectiveLimits = Readonly<Partial<Record<LimitName, number>>>;
@@ -81,7 +81,9 @@ export function buildSnapshot(file: LimitsFile): ConfigSnapshot {
   }
 }
 
-type LimitValues = Partial<Record<LimitName, number | null>>;
+function modelLimits(subject: SubjectLimits | undefined, model: string): LimitsInput | undefined {
+  return new Map(Object.entries(subject?.models ?? {})).get(model);
+}
 
 /** One level of the configuration, its limits split into those that deny and those in shadow mode. */
 interface Level {
@@ -90,18 +92,7 @@ interface Level {
 }
 
 function levelOf(input: LimitsInput | undefined, everythingInShadow: boolean): Level | undefined {
-  if (input === undefined) return undefined;
-  const level: { enforced: LimitValues; shadow: LimitValues } = { enforced: {}, shadow: {} };
-  for (const name of LIMIT_NAMES) {
-    const value = input[name];
-    if (value === undefined) continue;
-    (everythingInShadow || inShadow(input, name) ? level.shadow : level.enforced)[name] = value;
-  }
-  return level;
-}
-
-function modelLimits(subject: SubjectLimits | undefined, model: string): LimitsInput | undefined {
-  return new Map(Object.entries(subject?.models ?? {})).get(model);
+  return input === undefined ? undefined : splitShadow(input, everythingInShadow);
 }
 
 /**

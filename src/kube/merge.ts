@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { parseLimitsFile, snapshotFrom } from '../config/load.js';
-import { inShadow, nameTable, type LimitsFile, type LimitsInput } from '../config/schema.js';
-import { LIMIT_NAMES, type LimitName } from '../limit-kinds.js';
+import { nameTable, splitShadow, type LimitsFile, type LimitsInput } from '../config/schema.js';
 import type { ConfigSnapshot } from '../config/snapshot.js';
 import { objectKey, parseTokenQuotaSpec, type TokenQuotaObject } from './token-quota.js';
 
@@ -159,16 +158,16 @@ function applyTokenQuotas(file: LimitsFile, quotas: readonly TokenQuotaObject[],
   }
 }
 
-/** A TokenQuota's limits over the ConfigMap's entry, field by field, each keeping whether it is in shadow mode. */
+/**
+ * A TokenQuota's limits over the ConfigMap's entry, field by field: an enforcing TokenQuota replaces
+ * the entry's enforced values, a shadow one its shadow values — trying a quota never loosens the
+ * limit in force.
+ */
 function overlay(base: LimitsInput | undefined, over: LimitsInput, overInShadow: boolean): LimitsInput {
-  const shadowed = new Set<LimitName>();
-  for (const name of LIMIT_NAMES) {
-    const mine = over[name] !== undefined;
-    if (mine ? overInShadow : base?.[name] !== undefined && inShadow(base, name)) shadowed.add(name);
-  }
-  const merged: LimitsInput = { ...base, ...over };
-  delete merged.shadow;
-  return shadowed.size === 0 ? merged : { ...merged, shadow: [...shadowed] };
+  const { enforced, shadow } = base === undefined ? { enforced: {}, shadow: {} } : splitShadow(base);
+  const values = splitShadow(over).enforced;
+  const merged = overInShadow ? { enforced, shadow: { ...shadow, ...values } } : { enforced: { ...enforced, ...values }, shadow };
+  return Object.keys(merged.shadow).length === 0 ? merged.enforced : { ...merged.enforced, shadow: merged.shadow };
 }
 
 function olderFirst(a: TokenQuotaObject, b: TokenQuotaObject): number {

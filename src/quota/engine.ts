@@ -122,15 +122,57 @@ export class QuotaEngine {
   }
 
   /**
-   * Charges tokens and one request outright, with no concurrency slot and nothing left to settle:
-   * for a caller that states the cost itself (the rate-limit service's token descriptors).
+   * Charges a cost the caller states itself (the rate-limit service's token descriptors), the way
+   * envoyproxy/ratelimit counts hits: added to every window first, even past a limit, then compared
+   * — a cost that does not fit is charged all the same and answered over limit. No concurrency slot,
+   * nothing left to settle. 0 tokens only looks: nothing is charged, not even a request.
    */
   async charge(request: Pick<AdmissionRequest, 'user' | 'groups' | 'model' | 'tokens'>): Promise<Admission> {
-    const admission = await this.admitTo({ ...request, promptTokens: 0, requestId: undefined }, this.counters(this.config()), false);
-    if (admission.admitted) {
-      await this.settle([{ user: request.user, model: request.model, reservationId: admission.reservationId, charge: { kind: 'reserved' } }]);
+    const config = this.config();
+    const now = this.clock();
+    const scope = { user: request.user, model: request.model };
+    const counters = this.counters(config);
+    const limits = config.limitsFor(request.user, request.model, request.groups);
+    const charges = this.chargesFor(counters, limits, request.tokens, now).map((c) => ({ ...c, limit: null }));
+    let used: Partial<Record<CounterName, number>>;
+    let leasesHeld = 0;
+    if (request.tokens === 0) {
+      const buckets = await this.store.readCounters(charges.map((c) => ({ scope, name: c.name, oldestCounted: c.oldestCounted })));
+      used = Object.fromEntries(charges.map((c, i) => [c.name, countedSum(buckets[i]!)]));
+    } else {
+      const attempt = newAttempt();
+      const id = reservationIdFor(undefined);
+      const ttlMs = this.reservationTtlMs(config);
+      const reservation = { id, attempt, promptTokens: 0, reservedTokens: request.tokens, nowMs: now, expiresAtMs: now + ttlMs, ttlMs };
+      let outcome;
+      try {
+        outcome = await this.store.reserve({ scope, counters: charges, lease: null, reservation });
+      } catch (err) {
+        this.cancelEventually(scope, id, attempt);
+        throw err;
+      }
+      if (!outcome.admitted) throw new Error('a charge without limits was refused');
+      await this.settle([{ ...scope, reservationId: outcome.reservationId, charge: { kind: 'reserved' } }]);
+      used = outcome.used;
+      leasesHeld = outcome.leasesHeld;
     }
-    return admission;
+    for (const [i, { kind, window }] of counters.entries()) {
+      const limit = limits[kind.name];
+      // With 0 tokens (a look), a window already past its limit is over; otherwise this charge took it past.
+      if (limit === undefined || (used[kind.name] ?? 0) <= limit) continue;
+      const position = window.positionAt(now);
+      const state: LimitState = { name: kind.name, limit, remaining: 0, resetMs: position.expiresAt(position.bucket) - now };
+      const view = kind.counts === 'tokens' ? { tokens: state } : { requests: state };
+      return { admitted: false, limit: kind.name, limitValue: limit, requested: charges[i]!.cost, retryAfterMs: state.resetMs, windowMs: window.lengthMs, view };
+    }
+    return {
+      admitted: true,
+      reservationId: '',
+      attempt: '',
+      reservedTokens: request.tokens,
+      view: this.viewOf(counters, limits, used, now),
+      wouldDeny: this.wouldDeny(config, request, counters, used, leasesHeld, false),
+    };
   }
 
   /**
@@ -169,18 +211,7 @@ export class QuotaEngine {
     const config = this.config();
     const now = this.clock();
     const limits = config.limitsFor(request.user, request.model, request.groups);
-    const charges: CounterCharge[] = counters.map(({ kind, window }) => {
-      const position = window.positionAt(now);
-      return {
-        name: kind.name,
-        limit: limits[kind.name] ?? null,
-        cost: kind.counts === 'tokens' ? request.tokens : 1,
-        countsTokens: kind.counts === 'tokens',
-        bucket: position.bucket,
-        oldestCounted: position.oldestCounted,
-        ttlMs: position.ttlMs,
-      };
-    });
+    const charges = this.chargesFor(counters, limits, request.tokens, now);
 
     // A request that can never fit is refused without asking the store.
     const hopeless = charges.find((c) => c.limit !== null && c.cost > c.limit);
@@ -220,31 +251,62 @@ export class QuotaEngine {
       return this.denyByCounter(counters, charges, deniedBy.counter, deniedBy.buckets, now);
     }
 
-    let tokens: LimitState | undefined;
-    let requests: LimitState | undefined;
-    for (const [i, { kind, window }] of counters.entries()) {
-      const limit = charges[i]!.limit;
-      if (limit === null) continue;
-      const position = window.positionAt(now);
-      const state = { name: kind.name, limit, remaining: Math.max(0, limit - (outcome.used[kind.name] ?? 0)), resetMs: position.expiresAt(position.bucket) - now };
-      // The tightest window of each kind is the one the headers describe.
-      if (kind.counts === 'tokens') tokens = tokens === undefined || state.remaining < tokens.remaining ? state : tokens;
-      else requests = requests === undefined || state.remaining < requests.remaining ? state : requests;
-    }
-    const shadow = config.shadowLimitsFor(request.user, request.model, request.groups);
-    const wouldDeny: LimitName[] = counters
-      .filter(({ kind }) => shadow[kind.name] !== undefined && (outcome.used[kind.name] ?? 0) > shadow[kind.name]!)
-      .map(({ kind }) => kind.name);
-    const shadowConcurrency = takesSlot ? shadow[CONCURRENCY_LIMIT.name] : undefined;
-    if (shadowConcurrency !== undefined && outcome.leasesHeld > shadowConcurrency) wouldDeny.push(CONCURRENCY_LIMIT.name);
     return {
       admitted: true,
       reservationId: outcome.reservationId,
       attempt,
       reservedTokens: request.tokens,
-      view: { ...(tokens ? { tokens } : {}), ...(requests ? { requests } : {}) },
-      wouldDeny,
+      view: this.viewOf(counters, limits, outcome.used, now),
+      wouldDeny: this.wouldDeny(config, request, counters, outcome.used, outcome.leasesHeld, takesSlot),
     };
+  }
+
+  private chargesFor(counters: readonly PlacedCounter[], limits: EffectiveLimits, tokens: number, now: number): CounterCharge[] {
+    return counters.map(({ kind, window }) => {
+      const position = window.positionAt(now);
+      return {
+        name: kind.name,
+        limit: limits[kind.name] ?? null,
+        cost: kind.counts === 'tokens' ? tokens : 1,
+        countsTokens: kind.counts === 'tokens',
+        bucket: position.bucket,
+        oldestCounted: position.oldestCounted,
+        ttlMs: position.ttlMs,
+      };
+    });
+  }
+
+  /** The x-ratelimit view of an admission: the tightest token window and the tightest request window. */
+  private viewOf(counters: readonly PlacedCounter[], limits: EffectiveLimits, used: Partial<Record<CounterName, number>>, now: number): RateLimitView {
+    let tokens: LimitState | undefined;
+    let requests: LimitState | undefined;
+    for (const { kind, window } of counters) {
+      const limit = limits[kind.name];
+      if (limit === undefined) continue;
+      const position = window.positionAt(now);
+      const state = { name: kind.name, limit, remaining: Math.max(0, limit - (used[kind.name] ?? 0)), resetMs: position.expiresAt(position.bucket) - now };
+      if (kind.counts === 'tokens') tokens = tokens === undefined || state.remaining < tokens.remaining ? state : tokens;
+      else requests = requests === undefined || state.remaining < requests.remaining ? state : requests;
+    }
+    return { ...(tokens ? { tokens } : {}), ...(requests ? { requests } : {}) };
+  }
+
+  /** Shadow-mode limits the counts after an admission went over. */
+  private wouldDeny(
+    config: ConfigSnapshot,
+    request: Pick<AdmissionRequest, 'user' | 'groups' | 'model'>,
+    counters: readonly PlacedCounter[],
+    used: Partial<Record<CounterName, number>>,
+    leasesHeld: number,
+    tookSlot: boolean,
+  ): LimitName[] {
+    const shadow = config.shadowLimitsFor(request.user, request.model, request.groups);
+    const over: LimitName[] = counters
+      .filter(({ kind }) => shadow[kind.name] !== undefined && (used[kind.name] ?? 0) > shadow[kind.name]!)
+      .map(({ kind }) => kind.name);
+    const concurrency = shadow[CONCURRENCY_LIMIT.name];
+    if (tookSlot && concurrency !== undefined && leasesHeld > concurrency) over.push(CONCURRENCY_LIMIT.name);
+    return over;
   }
 
   /** Takes back an admission that never took effect (its caller went away): it costs nothing. */

@@ -12,7 +12,7 @@ const POLL_MS = 10_000;
 const SETTLE_MS = 200;
 
 /**
- * The rate-limit rules from every `*.yaml` in a directory, reloaded when the files change, including
+ * The rate-limit rules from every `*.yaml` (and `*.yml`) file below a directory, reloaded when the files change, including
  * a Kubernetes ConfigMap volume's symlink swap. An invalid set of files is refused with the file, the
  * path inside it and the reason, and the last good rules keep serving.
  */
@@ -73,6 +73,8 @@ export class RateLimitFiles {
     try {
       files = await this.read();
     } catch (err) {
+      this.deps.metrics.rateLimitConfigInvalid.set(1);
+      this.digest = '';
       this.deps.logger.error({ dir: this.dir, err: (err as Error).message }, 'cannot read the rate-limit rules; keeping the last good ones');
       return;
     }
@@ -91,14 +93,17 @@ export class RateLimitFiles {
     this.deps.logger.info({ dir: this.dir, files: files.length, domains: this.rules.domains() }, 'rate-limit rules reloaded');
   }
 
-  /** Every `*.yaml` file of the directory (symlinks followed; hidden entries, such as a ConfigMap's ..data, skipped), by name. */
-  private async read(): Promise<Array<{ name: string; text: string }>> {
-    const names = (await readdir(this.dir)).filter((name) => name.endsWith('.yaml') && !name.startsWith('.')).sort();
+  /**
+   * Every `*.yaml` and `*.yml` file below the directory (subdirectories included, as upstream's
+   * loader walks them; symlinks followed; hidden entries such as a ConfigMap volume's ..data skipped).
+   */
+  private async read(dir = this.dir, prefix = ''): Promise<Array<{ name: string; text: string }>> {
     const files: Array<{ name: string; text: string }> = [];
-    for (const name of names) {
-      const path = join(this.dir, name);
-      if (!(await stat(path)).isFile()) continue;
-      files.push({ name, text: await readFile(path, 'utf8') });
+    for (const name of (await readdir(dir)).filter((n) => !n.startsWith('.')).sort()) {
+      const path = join(dir, name);
+      const info = await stat(path);
+      if (info.isDirectory()) files.push(...(await this.read(path, `${prefix}${name}/`)));
+      else if (info.isFile() && /\.ya?ml$/.test(name)) files.push({ name: prefix + name, text: await readFile(path, 'utf8') });
     }
     return files;
   }

@@ -4,6 +4,7 @@ import type { Admission, Clock, QuotaEngine } from '../quota/engine.js';
 import { StoreUnavailableError, type HitCharge, type QuotaStore } from '../quota/store.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { reportShadowDenials } from '../telemetry/shadow-denials.js';
 import { applyReplaces, unitSeconds, upstreamCacheKey, type DescriptorEntry, type LimitOverride, type RateLimitConfig, type RateLimitRule, type RateLimitUnit } from './config.js';
 
 /** One descriptor of a ShouldRateLimit request. */
@@ -68,13 +69,23 @@ export class RateLimitService {
       readonly clock: Clock;
       readonly metrics: Metrics;
       readonly logger: Logger;
+      /** False until a configuration is in force (with --kube, until the first sync). */
+      readonly configured?: () => boolean;
     },
   ) {}
+
+  /** Whether the store failed on the last call (its failures are logged when they start and end, not per call). */
+  private storeDown = false;
 
   async shouldRateLimit(request: RlsRequest): Promise<RlsResponse> {
     if (request.domain === '') throw new RlsRequestError('rate limit domain must not be empty');
     if (request.descriptors.length === 0) throw new RlsRequestError('rate limit descriptor list must not be empty');
     const config = this.deps.config();
+    if (this.deps.configured && !this.deps.configured()) {
+      // Before the first Kubernetes sync nothing is known of the token quotas: refuse, or fail the call when failing open.
+      if (config.settings.failOpen) throw new StoreUnavailableError('no limits configuration yet');
+      return { overallCode: 'OVER_LIMIT', statuses: request.descriptors.map(() => ({ code: 'OVER_LIMIT', limitRemaining: 0 })), responseHeaders: [] };
+    }
     const now = this.deps.clock();
     const nowSeconds = Math.floor(now / 1000);
     const hits = request.descriptors.map((d) => d.hitsAddend ?? Math.max(1, request.hitsAddend));
@@ -91,7 +102,9 @@ export class RateLimitService {
     }));
     const [totals, tokenAdmissions] = await Promise.all([
       this.addHits(charges, config),
-      Promise.all(tokenScopes.map((scope, i) => (scope === undefined ? undefined : this.chargeTokens(scope, hits[i]!, config)))),
+      Promise.all(
+        tokenScopes.map((scope, i) => (scope === undefined ? undefined : scope === 'unknown-model' ? ('refused' as const) : this.chargeTokens(scope, hits[i]!, config))),
+      ),
     ]);
 
     const statuses = rules.map((rule, i): RlsStatus => {
@@ -112,7 +125,8 @@ export class RateLimitService {
         durationUntilResetS: seconds - (nowSeconds % seconds),
       };
     });
-    const quota = rules.map((rule) => rule?.quotaMode === true);
+    // An unlimited rule is never a quota descriptor (upstream answers it before quota mode is looked at).
+    const quota = rules.map((rule) => rule?.quotaMode === true && !rule.unlimited);
     const overall =
       statuses.some((s, i) => s.code === 'OVER_LIMIT' && !quota[i]) ||
       (quota.some(Boolean) && statuses.every((s, i) => !quota[i] || s.code === 'OVER_LIMIT'))
@@ -122,20 +136,26 @@ export class RateLimitService {
     return { overallCode: overall, statuses, responseHeaders: config.settings.rateLimitService.responseHeaders ? rateLimitHeaders(statuses) : [] };
   }
 
-  /** Whether a descriptor names a user and a model for the token quotas (the configured domain and keys). */
-  private tokenScope(config: ConfigSnapshot, domain: string, entries: readonly DescriptorEntry[]): { user: string; model: string } | undefined {
+  /**
+   * The user and model a descriptor in the token domain names, or undefined for any other
+   * descriptor. A model tokenwarden does not serve is over limit, as ext_authz refuses it.
+   */
+  private tokenScope(config: ConfigSnapshot, domain: string, entries: readonly DescriptorEntry[]): { user: string; model: string } | 'unknown-model' | undefined {
     const tokens = config.settings.rateLimitService.tokenDescriptors;
     if (tokens === undefined || domain !== tokens.domain) return undefined;
     const user = entries.find((e) => e.key === tokens.userKey)?.value;
     const model = entries.find((e) => e.key === tokens.modelKey)?.value;
-    if (user === undefined || model === undefined || user === '' || !config.hasModel(model)) return undefined;
-    return { user, model };
+    if (user === undefined || model === undefined || user === '') return undefined;
+    return config.hasModel(model) ? { user, model } : 'unknown-model';
   }
 
   /** The windows' totals, or 'unavailable' when the store failed and the configuration fails closed. */
   private async addHits(charges: readonly HitCharge[], config: ConfigSnapshot): Promise<number[] | 'unavailable'> {
+    if (charges.length === 0) return [];
     try {
-      return await this.deps.store.addHits(charges);
+      const totals = await this.deps.store.addHits(charges);
+      this.onStoreAnswered();
+      return totals;
     } catch (err) {
       if (!(err instanceof StoreUnavailableError)) throw err;
       this.onStoreError(err, config);
@@ -143,22 +163,32 @@ export class RateLimitService {
     }
   }
 
-  private async chargeTokens(scope: { user: string; model: string }, tokens: number, config: ConfigSnapshot): Promise<Admission | 'unavailable'> {
-    if (!Number.isSafeInteger(tokens)) return 'unavailable';
+  private async chargeTokens(scope: { user: string; model: string }, tokens: number, config: ConfigSnapshot): Promise<Admission | 'refused'> {
+    // Beyond 2^53 tokens cannot be counted exactly, and exceed any quota.
+    if (!Number.isSafeInteger(tokens)) return 'refused';
     try {
-      return await this.deps.engine.charge({ ...scope, groups: [], tokens });
+      const admission = await this.deps.engine.charge({ ...scope, groups: [], tokens });
+      this.onStoreAnswered();
+      if (admission.admitted) reportShadowDenials(this.deps, { ...scope, wouldDeny: admission.wouldDeny, via: 'ratelimit' });
+      return admission;
     } catch (err) {
       if (!(err instanceof StoreUnavailableError)) throw err;
       this.onStoreError(err, config);
-      return 'unavailable';
+      return 'refused';
     }
   }
 
   /** Fails the call when the configuration says fail open (Envoy's failure_mode_deny decides); otherwise the descriptors are over limit. */
   private onStoreError(err: StoreUnavailableError, config: ConfigSnapshot): void {
     this.deps.metrics.storeErrors.inc({ operation: 'rate_limit' });
-    this.deps.logger.warn({ err: err.message, failOpen: config.settings.failOpen }, 'quota store unavailable');
+    if (!this.storeDown) this.deps.logger.warn({ err: err.message, failOpen: config.settings.failOpen }, 'quota store unavailable to the rate-limit service');
+    this.storeDown = true;
     if (config.settings.failOpen) throw err;
+  }
+
+  private onStoreAnswered(): void {
+    if (this.storeDown) this.deps.logger.info('quota store available to the rate-limit service again');
+    this.storeDown = false;
   }
 
   /** envoyproxy/ratelimit's per-rule stats, in hits (total_hits, over_limit, near_limit, within_limit, shadow_mode). */
@@ -187,8 +217,8 @@ export class RateLimitService {
 }
 
 /** A token descriptor's status: the limit that denied it, or the tightest window it was charged in. */
-function tokenStatus(admission: Admission | 'unavailable'): RlsStatus {
-  if (admission === 'unavailable') return { code: 'OVER_LIMIT', limitRemaining: 0 };
+function tokenStatus(admission: Admission | 'refused'): RlsStatus {
+  if (admission === 'refused') return { code: 'OVER_LIMIT', limitRemaining: 0 };
   const state = admission.view.tokens ?? admission.view.requests;
   const unit = state === undefined ? undefined : unitOfLimit(state.name);
   const currentLimit = state !== undefined && unit !== undefined ? { requestsPerUnit: state.limit, unit, name: state.name } : undefined;
