@@ -2,7 +2,7 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NPM_STAMP := node_modules/.package-lock.json
 
-.PHONY: run build test typecheck deps system-deps bench clean
+.PHONY: run build test typecheck deps system-deps bench demo demo-load demo-build clean
 
 run: build
 	node dist/main.js --config config/limits.yaml
@@ -41,5 +41,18 @@ bench: deps build
 	cp src/quota/*.lua .bench-build/src/quota/
 	node .bench-build/bench/main.js
 
+# The whole path on this machine: Envoy and vLLM stand-ins (demo/), tokenwarden as built (dist/).
+demo-build: deps build
+	npx tsc -p tsconfig.demo.json
+	cp src/quota/*.lua .demo-build/src/quota/
+	cp demo/*.lua .demo-build/demo/
+
+demo: demo-build
+	node .demo-build/demo/main.js
+
+# Several users with different quotas for a minute, against a running `make demo`.
+demo-load: demo-build
+	node .demo-build/demo/load.js
+
 clean:
-	rm -rf dist .bench-build node_modules
+	rm -rf dist .bench-build .demo-build node_modules
