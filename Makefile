@@ -22,6 +22,7 @@ system-deps:
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v luajit >/dev/null || missing="$$missing luajit"; \
 	command -v unzip >/dev/null || missing="$$missing unzip"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	/usr/bin/python3 -c 'import jinja2' 2>/dev/null || missing="$$missing python3-jinja2"; \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; fi
 
