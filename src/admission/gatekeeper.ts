@@ -168,7 +168,10 @@ export class Gatekeeper {
       });
     }
     const remembered = this.denials.recall(user, model, config, this.now());
-    if (remembered !== undefined) return remembered;
+    if (remembered !== undefined) {
+      this.deps.metrics.modelDecisions.inc({ model, result: 'rate_limited' });
+      return remembered;
+    }
     // A large prompt costs real work to count: first make sure no limit that ignores its size denies it anyway.
     if (bodyBytes > config.settings.tokenization.workerThresholdBytes) {
       let early;
@@ -224,6 +227,8 @@ export class Gatekeeper {
 
     if (admission.admitted) {
       reportShadowDenials(this.deps, { user, model, wouldDeny: admission.wouldDeny, via: 'ext_authz' });
+      this.deps.metrics.modelDecisions.inc({ model, result: 'allowed' });
+      this.deps.metrics.userQuota.observe(user, model, admission.windows);
       return {
         kind: 'allow',
         user,
@@ -240,6 +245,7 @@ export class Gatekeeper {
    */
   private remembered(user: string, model: string, config: ConfigSnapshot, admission: Extract<Admission, { admitted: false }>): Verdict {
     const denial = denyByLimit(admission, model);
+    this.deps.metrics.modelDecisions.inc({ model, result: 'rate_limited' });
     if (admission.limit === CONCURRENCY_LIMIT.name || counterKind(admission.limit).counts === 'requests') {
       const holdMs = admission.limit === CONCURRENCY_LIMIT.name ? Math.min(CONCURRENCY_MEMO_MS, admission.retryAfterMs ?? 0) : (admission.retryAfterMs ?? 0);
       if (holdMs > 0) this.denials.remember(user, model, config, denial, this.now() + holdMs);

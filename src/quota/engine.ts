@@ -42,6 +42,8 @@ export type Admission =
       readonly attempt: string;
       readonly reservedTokens: number;
       readonly view: RateLimitView;
+      /** Every limited counter's state after this admission (the view keeps only the tightest of each kind). */
+      readonly windows: readonly LimitState[];
       /** Shadow-mode limits this admission went over: they would have denied it. */
       readonly wouldDeny: readonly LimitName[];
     }
@@ -170,7 +172,7 @@ export class QuotaEngine {
       reservationId: '',
       attempt: '',
       reservedTokens: request.tokens,
-      view: this.viewOf(counters, limits, used, now),
+      ...this.viewOf(counters, limits, used, now),
       wouldDeny: this.wouldDeny(config, request, counters, used, leasesHeld, false),
     };
   }
@@ -256,7 +258,7 @@ export class QuotaEngine {
       reservationId: outcome.reservationId,
       attempt,
       reservedTokens: request.tokens,
-      view: this.viewOf(counters, limits, outcome.used, now),
+      ...this.viewOf(counters, limits, outcome.used, now),
       wouldDeny: this.wouldDeny(config, request, counters, outcome.used, outcome.leasesHeld, takesSlot),
     };
   }
@@ -276,19 +278,26 @@ export class QuotaEngine {
     });
   }
 
-  /** The x-ratelimit view of an admission: the tightest token window and the tightest request window. */
-  private viewOf(counters: readonly PlacedCounter[], limits: EffectiveLimits, used: Partial<Record<CounterName, number>>, now: number): RateLimitView {
+  /** The x-ratelimit view of an admission (the tightest token window and the tightest request window), and every limited window's state. */
+  private viewOf(
+    counters: readonly PlacedCounter[],
+    limits: EffectiveLimits,
+    used: Partial<Record<CounterName, number>>,
+    now: number,
+  ): { view: RateLimitView; windows: LimitState[] } {
     let tokens: LimitState | undefined;
     let requests: LimitState | undefined;
+    const windows: LimitState[] = [];
     for (const { kind, window } of counters) {
       const limit = limits[kind.name];
       if (limit === undefined) continue;
       const position = window.positionAt(now);
       const state = { name: kind.name, limit, remaining: Math.max(0, limit - (used[kind.name] ?? 0)), resetMs: position.expiresAt(position.bucket) - now };
+      windows.push(state);
       if (kind.counts === 'tokens') tokens = tokens === undefined || state.remaining < tokens.remaining ? state : tokens;
       else requests = requests === undefined || state.remaining < requests.remaining ? state : requests;
     }
-    return { ...(tokens ? { tokens } : {}), ...(requests ? { requests } : {}) };
+    return { view: { ...(tokens ? { tokens } : {}), ...(requests ? { requests } : {}) }, windows };
   }
 
   /** Shadow-mode limits the counts after an admission went over. */

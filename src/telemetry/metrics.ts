@@ -124,5 +124,53 @@ export function createMetrics(options: { processMetrics?: boolean; userLabel?: b
       labelNames: ['operation'] as const,
       registers: [registry],
     }),
+    modelDecisions: new Counter({
+      name: 'tokenwarden_model_decisions_total',
+      help: 'Checks that reached the quota of a configured model, by model and result (allowed, rate_limited: answered 429 by a limit).',
+      labelNames: ['model', 'result'] as const,
+      registers: [registry],
+    }),
+    userQuota: userQuotaGauge(registry, options.userLabel ?? false),
+  };
+}
+
+/** The windows whose share used is exported per user: the calendar ones (sliding windows refill within the hour). */
+const USER_QUOTA_WINDOWS: ReadonlySet<string> = new Set(['tokensPerDay', 'tokensPerMonth']);
+
+/**
+ * tokenwarden_quota_used_ratio{user,model,window}: the share of a user's daily or monthly token limit
+ * in use at their last admission on this replica (that request's reservation counted in full). Only with
+ * metrics.userLabel: one series per user, model and limited calendar window. A series is dropped when
+ * its window resets, so an idle user is not reported near their quota in the next day or month.
+ */
+function userQuotaGauge(registry: Registry, enabled: boolean) {
+  const resets = new Map<string, { labels: { user: string; model: string; window: string }; atMs: number }>();
+  const gauge: Gauge<'user' | 'model' | 'window'> = new Gauge({
+    name: 'tokenwarden_quota_used_ratio',
+    help: "Share of a user's daily or monthly token limit used, as of the user's last admission on this replica (only with metrics.userLabel).",
+    labelNames: ['user', 'model', 'window'] as const,
+    registers: enabled ? [registry] : [],
+    collect() {
+      const now = Date.now();
+      for (const [key, { labels, atMs }] of resets) {
+        if (atMs > now) continue;
+        gauge.remove(labels);
+        resets.delete(key);
+      }
+    },
+  });
+  return {
+    gauge,
+    /** Records the windows' state after an admission (nothing without metrics.userLabel). */
+    observe(user: string, model: string, windows: readonly { name: string; limit: number; remaining: number; resetMs: number }[]): void {
+      if (!enabled) return;
+      const now = Date.now();
+      for (const { name, limit, remaining, resetMs } of windows) {
+        if (!USER_QUOTA_WINDOWS.has(name) || limit <= 0) continue;
+        const labels = { user, model, window: name };
+        gauge.set(labels, (limit - remaining) / limit);
+        resets.set(JSON.stringify([user, model, name]), { labels, atMs: now + resetMs });
+      }
+    },
   };
 }
