@@ -2,7 +2,7 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NPM_STAMP := node_modules/.package-lock.json
 
-.PHONY: run build test typecheck deps system-deps bench demo demo-load demo-build clean
+.PHONY: run build test typecheck deps system-deps bench demo demo-load demo-build demo-deps clean
 
 run: build
 	node dist/main.js --config config/limits.yaml
@@ -29,7 +29,7 @@ system-deps:
 typecheck: $(NPM_STAMP)
 	npx tsc --noEmit -p .
 
-test: deps typecheck build
+test: deps typecheck build demo-build
 	npx vitest run --reporter=default --reporter=json --outputFile.json=.test-results.json; status=$$?; \
 	node -e 'const r=require("./.test-results.json"); console.log(`$${r.numPassedTests} passed, $${r.numFailedTests} failed, $${r.numPendingTests+r.numTodoTests} skipped`)'; \
 	exit $$status
@@ -43,7 +43,13 @@ bench: deps build
 	node .bench-build/bench/main.js
 
 # The whole path on this machine: Envoy and vLLM stand-ins (demo/), tokenwarden as built (dist/).
-demo-build: deps build
+# It needs LuaJIT only (the Envoy stand-in runs envoy/usage.lua with it), not the test tools.
+demo-deps:
+	@command -v luajit >/dev/null || { \
+	  if command -v apt-get >/dev/null; then $(SUDO) apt-get update && $(SUDO) apt-get install -y luajit; \
+	  else echo "make demo needs LuaJIT: brew install luajit (macOS), dnf install luajit (Fedora), apk add luajit (Alpine)"; exit 1; fi; }
+
+demo-build: $(NPM_STAMP) demo-deps build
 	npx tsc -p tsconfig.demo.json
 	cp src/quota/*.lua .demo-build/src/quota/
 	cp demo/*.lua .demo-build/demo/
@@ -52,7 +58,7 @@ demo: demo-build
 	node .demo-build/demo/main.js
 
 # Several users with different quotas for a minute, against a running `make demo`.
-demo-load: demo-build
+demo-load: $(if $(wildcard .demo-build/demo/load.js),,demo-build)
 	node .demo-build/demo/load.js
 
 clean:

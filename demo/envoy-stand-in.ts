@@ -35,6 +35,8 @@ export interface EnvoyStandInOptions {
   /** Cluster name → "host:port", overriding the yaml's socket addresses. */
   clusterAddresses: Record<string, string>;
   listenPort?: number;
+  /** The address to listen on (the yaml's 0.0.0.0 is for a container): 127.0.0.1 by default. */
+  host?: string;
 }
 export interface EnvoyStandIn {
   readonly port: number;
@@ -140,7 +142,10 @@ class LuaHost {
 
   constructor(script: string) {
     const host = fileURLToPath(new URL('./envoy-lua-host.lua', import.meta.url));
-    this.child = spawn('luajit', [host, script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    // Its own process group: Ctrl-C reaches the demo, which closes luajit's stdin, not luajit itself.
+    this.child = spawn('luajit', [host, script], { stdio: ['pipe', 'pipe', 'inherit'], detached: true });
+    // luajit gone mid-stream (killed, crashed): writes fail with EPIPE; the responses then carry no usage, as when Envoy's Lua errs.
+    this.child.stdin.on('error', () => {});
     this.child.stdout.setEncoding('latin1'); // bytes as they come; %XX-escapes and UTF-8 are decoded per field
     this.ready = new Promise((resolve, reject) => {
       this.child.once('error', (err) => reject(new Error(`envoy stand-in: cannot run luajit (make test installs it): ${err.message}`)));
@@ -308,6 +313,15 @@ export async function startEnvoyStandIn(options: EnvoyStandInOptions): Promise<E
   const now = () => process.hrtime.bigint();
 
   const server = http.createServer((req, res) => {
+    try {
+      handle(req, res);
+    } catch (err) {
+      // Envoy answers what it cannot parse with 400; nothing a client sends may stop the demo.
+      res.writeHead(400, { 'content-type': 'text/plain' }).end('Bad Request');
+      process.stderr.write(`envoy stand-in: request refused: ${(err as Error).message}\n`);
+    }
+  });
+  const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
     // HCM: headers as Envoy holds them (HTTP/1.1: lower-case names, Host is :authority), external-request cleanup.
     const headers = headerMap(req.rawHeaders, [...HOP_BY_HOP, ...INTERNAL_HEADERS]);
     headers.set('x-forwarded-proto', headers.get('x-forwarded-proto') ?? ['http']);
@@ -487,10 +501,10 @@ export async function startEnvoyStandIn(options: EnvoyStandInOptions): Promise<E
       });
       cancelCheck = () => call.cancel();
     });
-  });
+  };
 
   server.requestTimeout = 0;
-  server.listen(config.port);
+  server.listen(config.port, options.host ?? '127.0.0.1');
   await once(server, 'listening');
   return {
     port: (server.address() as AddressInfo).port,

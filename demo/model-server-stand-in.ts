@@ -14,7 +14,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
 
@@ -166,8 +166,10 @@ function strftime(d: Date, format: string): string {
 
 /** Sentences to generate from: English prose from READMEs under node_modules, Korean from the shared corpus. */
 function loadSentences(korean: boolean, corpusDir: string): string[] {
+  // The project's seed documents when the checkout has them beside it, else the few sentences shipped with the demo.
+  const seeds = existsSync(corpusDir) ? readdirSync(corpusDir).filter((f) => f.endsWith('.ko.md')).map((f) => path.join(corpusDir, f)) : [];
   const files = korean
-    ? (existsSync(corpusDir) ? readdirSync(corpusDir).filter((f) => f.endsWith('.ko.md')).map((f) => path.join(corpusDir, f)) : [])
+    ? seeds.length > 0 ? seeds : [fileURLToPath(new URL('../../demo/korean-sentences.ko.md', import.meta.url)), fileURLToPath(new URL('./korean-sentences.ko.md', import.meta.url))]
     : ['openai', 'pino', 'ioredis', 'yaml', 'zod', 'piscina', '@huggingface/jinja'].map((p) => path.join(NODE_MODULES, p, 'README.md'));
   const wanted = korean ? /[\uac00-\ud7a3]/ : /^[A-Z][A-Za-z ,;:'()-]+[a-z)][.!?]$/;
   const sentences = files.filter((f) => existsSync(f)).flatMap((f) => proseOf(readFileSync(f, 'utf8'))).filter((s) => wanted.test(s) && s.length >= 20);

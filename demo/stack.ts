@@ -34,6 +34,8 @@ export async function startDemoStack(options: {
   readonly redisUrl?: string;
   readonly limitsFile?: string;
   readonly tokensPerSecond?: number;
+  /** Share of answers that end before their budget (see the model-server stand-in). */
+  readonly naturalStopRate?: number;
   readonly log?: (line: string) => void;
 }): Promise<DemoStack> {
   const ports = { ...DEFAULT_PORTS, ...options.ports };
@@ -42,6 +44,7 @@ export async function startDemoStack(options: {
     port: ports.modelServer,
     log,
     ...(options.tokensPerSecond === undefined ? {} : { tokensPerSecond: options.tokensPerSecond }),
+    ...(options.naturalStopRate === undefined ? {} : { naturalStopRate: options.naturalStopRate }),
   });
   let tokenwarden: { process: ChildProcess; grpcPort: number; httpPort: number } | undefined;
   try {
@@ -77,25 +80,45 @@ export async function startDemoStack(options: {
 async function startTokenwarden(ports: DemoPorts, limitsFile: string, redisUrl: string | undefined, log: (line: string) => void) {
   const args = ['dist/main.js', '--config', limitsFile, '--grpc-addr', `127.0.0.1:${ports.tokenwardenGrpc}`, '--http-addr', `127.0.0.1:${ports.tokenwardenHttp}`];
   if (redisUrl) args.push('--store', 'redis', '--redis-url', redisUrl);
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TOKENWARDEN_LOG_LEVEL: process.env['TOKENWARDEN_LOG_LEVEL'] ?? 'info' } });
-  const started = await new Promise<{ grpcPort: number; httpPort: number }>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout! });
-    child.once('exit', (code) => reject(new Error(`tokenwarden exited with code ${code} before it started`)));
-    lines.on('line', (line) => {
-      log(`tokenwarden ${line}`);
-      const started = /"grpcPort":(\d+),"httpPort":(\d+)/.exec(line);
-      if (started) resolve({ grpcPort: Number(started[1]), httpPort: Number(started[2]) });
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TOKENWARDEN_LOG_LEVEL: process.env['TOKENWARDEN_LOG_LEVEL'] ?? 'info' } });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  // Its last lines are shown when it does not start, whatever the demo's verbosity.
+  const recent: string[] = [];
+  const keep = (line: string) => {
+    log(`tokenwarden ${line}`);
+    recent.push(line);
+    if (recent.length > 20) recent.shift();
+  };
+  createInterface({ input: child.stderr! }).on('line', keep);
+  try {
+    const started = await new Promise<{ grpcPort: number; httpPort: number }>((resolve, reject) => {
+      child.once('exit', (code) => reject(new Error(`tokenwarden exited with code ${code} before it started`)));
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        keep(line);
+        const ports = /"grpcPort":(\d+),"httpPort":(\d+)/.exec(line);
+        if (ports) resolve({ grpcPort: Number(ports[1]), httpPort: Number(ports[2]) });
+      });
     });
-  });
-  // Ready means the tokenizers are loaded: Envoy would not send traffic before (readiness probe).
-  for (let waited = 0; ; waited += 100) {
-    const ready = await fetch(`http://127.0.0.1:${started.httpPort}/readyz`).then((r) => r.ok, () => false);
-    if (ready) break;
-    if (waited > 60_000) throw new Error('tokenwarden did not become ready within 60 s');
-    await new Promise((r) => setTimeout(r, 100));
+    // Ready means the tokenizers are loaded and the store answers: Envoy would not send traffic before.
+    for (let waited = 0; ; waited += 100) {
+      const ready = await fetch(`http://127.0.0.1:${started.httpPort}/readyz`).then((r) => r.ok, () => false);
+      if (ready) break;
+      if (waited > 60_000) throw new Error(`tokenwarden did not become ready within 60 s${redisUrl ? ` (is Redis at ${redisUrl} running?)` : ''}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return { process: child, ...started };
+  } catch (err) {
+    await stopProcess(child);
+    throw new Error(`${(err as Error).message}\ntokenwarden's last log lines:\n${recent.join('\n')}`);
   }
-  return { process: child, ...started };
 }
+
+/** tokenwarden processes still running: killed if this process exits without closing the stack. */
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
 
 function stopProcess(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();

@@ -87,7 +87,11 @@ describe.each(['memory', 'redis'] as const)('seams (%s store)', (storeKind) => {
       expect(res.status).toBe(400);
       const error = JSON.parse(res.body).error;
       expect(error).toMatchObject({ type: 'BadRequestError', code: 400, param: 'input_tokens' });
-      expect(error.message).toMatch(/^This model's maximum context length is 2048 tokens\. However, you requested 2040 output tokens and your prompt contains \d+ input tokens, for a total of \d+ tokens\./);
+      // vLLM tokenizes at most max_input + 1 tokens of the prompt: "at least" 9 here.
+      expect(error.message).toMatch(/^This model's maximum context length is 2048 tokens\. However, you requested 2040 output tokens and your prompt contains at least 9 input tokens, for a total of at least 2049 tokens\./);
+      const tooMany = await check('u4', chat('small', { max_tokens: 4000 }));
+      expect(JSON.parse(tooMany.body).error).toMatchObject({ param: 'max_tokens' });
+      expect(JSON.parse(tooMany.body).error.message).toMatch(/^max_tokens=4000 cannot be greater than max_model_len=max_total_tokens=2048\. Please request fewer output tokens\./);
       const long = await check('u4', { model: 'small', messages: [{ role: 'user', content: 'word '.repeat(2100) }] });
       expect(long.status).toBe(400);
       expect(JSON.parse(long.body).error.message).toMatch(/you requested 0 output tokens/);

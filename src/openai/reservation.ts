@@ -42,13 +42,25 @@ export const MAX_RESERVATION = 2 ** 40;
 function completionBudget(promptTokens: number, asked: number | undefined, maxModelLen: number | undefined, defaultCompletionTokens: number): number {
   if (maxModelLen === undefined) return asked ?? defaultCompletionTokens;
   const output = asked ?? 0;
-  if (promptTokens + output > maxModelLen) {
+  // vLLM's checks and wording, in its order: the output alone, then the prompt against what is left
+  // (vLLM tokenizes at most max_input + 1 tokens, hence "at least").
+  if (output > maxModelLen) {
+    throw new ContextLengthError(
+      `max_tokens=${output} cannot be greater than max_model_len=max_total_tokens=${maxModelLen}. Please request fewer output tokens.`,
+      'max_tokens',
+      output,
+    );
+  }
+  const maxInput = maxModelLen - output;
+  if (promptTokens > maxInput) {
+    const seen = Math.min(promptTokens, maxInput + 1);
+    const atLeast = seen === maxInput + 1 ? 'at least ' : '';
     throw new ContextLengthError(
       `This model's maximum context length is ${maxModelLen} tokens. However, you requested ${output} output tokens and your prompt ` +
-        `contains ${promptTokens} input tokens, for a total of ${promptTokens + output} tokens. ` +
+        `contains ${atLeast}${seen} input tokens, for a total of ${atLeast}${seen + output} tokens. ` +
         'Please reduce the length of the input prompt or the number of requested output tokens.',
       'input_tokens',
-      promptTokens,
+      seen,
     );
   }
   const budget = asked ?? maxModelLen - promptTokens;
