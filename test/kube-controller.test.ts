@@ -177,13 +177,13 @@ describe('Kubernetes controller (real client-node informers against a kube-apise
     fake.put(NS, 'tokenquotas', tokenQuota('after-drop', { subjects: { users: ['fay'] }, models: ['m1'], limits: { tokensPerMinute: 111 } }));
     // Recovery windows are wider than the healthy path's one second: a restart waits out a jittered
     // backoff, and the suite runs files in parallel. A lost event would still fail (the watchdog is 60 s).
-    await within(5000, () => tpmLimit('fay'), (v) => v === 111);
+    await within(15_000, () => tpmLimit('fay'), (v) => v === 111);
 
     fake.expireWatches();
     fake.compactHistory();
     fake.put(NS, 'tokenquotas', tokenQuota('after-410', { subjects: { users: ['gus'] }, models: ['m1'], limits: { tokensPerMinute: 222 } }));
     fake.delete(NS, 'tokenquotas', 'after-drop');
-    await within(5000, async () => [await tpmLimit('gus'), await tpmLimit('fay')], ([g, f]) => g === 222 && f === 1000);
+    await within(15_000, async () => [await tpmLimit('gus'), await tpmLimit('fay')], ([g, f]) => g === 222 && f === 1000);
     fake.bookmark();
     fake.put(NS, 'tokenquotas', tokenQuota('after-bookmark', { subjects: { users: ['hal'] }, models: ['m1'], limits: { tokensPerMinute: 333 } }));
     await within(1000, () => tpmLimit('hal'), (v) => v === 333);
