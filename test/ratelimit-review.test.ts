@@ -15,37 +15,15 @@ import { StoreUnavailableError } from '../src/quota/store.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { createMetrics } from '../src/telemetry/metrics.js';
 import { ADMIN, manualClock, startTestApp, type TestApp } from './helpers/app.js';
+import { askRls, rlsClient, rulesDirForThisFile, type Descriptor, type RlsClient } from './helpers/rls-client.js';
 
 /*
  * Review 10: the rate-limit service (ShouldRateLimit), token descriptors, tokensPerMonth and shadow
  * mode. Every test here states the behaviour a client, a migrating envoyproxy/ratelimit user or an
  * operator is entitled to; each failing one is a defect.
  */
-const dirs: string[] = [];
-afterAll(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
-function rulesDir(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'tw-review10-'));
-  dirs.push(dir);
-  for (const [name, text] of Object.entries(files)) {
-    mkdirSync(join(dir, name, '..'), { recursive: true });
-    writeFileSync(join(dir, name), text);
-  }
-  return dir;
-}
+const rulesDir = rulesDirForThisFile();
 
-type Entry = [string, string];
-interface Descriptor {
-  entries: Entry[];
-  hits?: number;
-}
-interface Answer {
-  overall_code: string;
-  statuses: Array<{ code: string; current_limit?: { requests_per_unit: number; unit: string; name: string }; limit_remaining: number }>;
-}
-type RlsClient = { ShouldRateLimit(request: object, callback: (err: grpc.ServiceError | null, answer?: Answer) => void): void; close(): void };
-const Client = grpc.makeGenericClientConstructor(rateLimitServiceDefinition(), 'RateLimitService');
 
 let t: TestApp | undefined;
 let client: RlsClient | undefined;
@@ -66,19 +44,9 @@ async function start(options: { configYaml: string; rules?: Record<string, strin
     ...(options.rules ? { rateLimitConfigDir: rulesDir(options.rules) } : {}),
     ...(options.kube ? { kube: options.kube } : {}),
   });
-  client = new Client(`127.0.0.1:${t.app.grpcPort}`, grpc.credentials.createInsecure()) as unknown as RlsClient;
+  client = rlsClient(t.app.grpcPort);
 }
-function ask(domain: string, descriptors: Descriptor[], hitsAddend = 0): Promise<Answer> {
-  const request = {
-    domain,
-    hits_addend: hitsAddend,
-    descriptors: descriptors.map((d) => ({
-      entries: d.entries.map(([key, value]) => ({ key, value })),
-      ...(d.hits === undefined ? {} : { hits_addend: { value: String(d.hits) } }),
-    })),
-  };
-  return new Promise((resolve, reject) => client!.ShouldRateLimit(request, (err, answer) => (err ? reject(err) : resolve(answer!))));
-}
+const ask = (domain: string, descriptors: Descriptor[], hitsAddend = 0) => askRls(client!, domain, descriptors, hitsAddend);
 async function usageOf(user: string, window: string): Promise<number> {
   const usage = (await (await fetch(`${t!.http}/v1/usage/${user}?model=m`, { headers: ADMIN })).json()) as any;
   return usage.models[0].windows.find((w: { window: string }) => w.window === window).used;

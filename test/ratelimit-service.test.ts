@@ -8,16 +8,14 @@ import { ENVOY_PROTO_DIRS, PROTO_LOADER_OPTIONS } from '../src/envoy/protos.js';
 import { rateLimitServiceDefinition } from '../src/ratelimit/grpc.js';
 import { ADMIN, manualClock, startTestApp, type TestApp } from './helpers/app.js';
 import { redisForThisFile, startRedisServer } from './helpers/redis-server.js';
+import { askRls, rlsClient, rulesDirForThisFile, type Answer, type Descriptor, type Entry, type RlsClient } from './helpers/rls-client.js';
 
 /*
  * envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit over real gRPC, with envoyproxy/ratelimit
  * configuration files (cases from its README's examples, in our own words), on both stores.
  */
 const redisFile = redisForThisFile();
-const dirs: string[] = [];
-afterAll(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+const rulesDir = rulesDirForThisFile();
 
 const RULES = `
 domain: edge
@@ -60,31 +58,12 @@ descriptors:
     rate_limit: { unit: day, requests_per_unit: 1 }
 `;
 
-function rulesDir(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'tw-rls-'));
-  dirs.push(dir);
-  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
-  return dir;
-}
 
-type Entry = [string, string];
-interface Descriptor {
-  entries: Entry[];
-  hits?: number;
-  limit?: { requests_per_unit: number; unit: number };
-}
-interface Answer {
-  overall_code: string;
-  statuses: Array<{ code: string; current_limit?: { requests_per_unit: number; unit: string; name: string }; limit_remaining: number; duration_until_reset?: { seconds: string } }>;
-  response_headers_to_add: Array<{ key: string; value: string }>;
-}
 
-type RlsClient = { ShouldRateLimit(request: object, callback: (err: grpc.ServiceError | null, answer?: Answer) => void): void; close(): void };
-const Client = grpc.makeGenericClientConstructor(rateLimitServiceDefinition(), 'RateLimitService');
 
 describe.each(['memory', 'redis'] as const)('rate-limit service (%s store)', (storeKind) => {
   let t: TestApp | undefined;
-  let client: grpc.Client | undefined;
+  let client: RlsClient | undefined;
   afterEach(async () => {
     client?.close();
     await t?.close();
@@ -102,24 +81,11 @@ describe.each(['memory', 'redis'] as const)('rate-limit service (%s store)', (st
       clock,
       rateLimitConfigDir: dir,
     });
-    client = new Client(`127.0.0.1:${t.app.grpcPort}`, grpc.credentials.createInsecure());
+    client = rlsClient(t.app.grpcPort);
     return dir;
   }
 
-  function ask(domain: string, descriptors: Descriptor[], hitsAddend = 0): Promise<Answer> {
-    const request = {
-      domain,
-      hits_addend: hitsAddend,
-      descriptors: descriptors.map((d) => ({
-        entries: d.entries.map(([key, value]) => ({ key, value })),
-        ...(d.hits === undefined ? {} : { hits_addend: { value: String(d.hits) } }),
-        ...(d.limit ? { limit: d.limit } : {}),
-      })),
-    };
-    return new Promise((resolve, reject) =>
-      (client as unknown as RlsClient).ShouldRateLimit(request, (err, answer) => (err ? reject(err) : resolve(answer!))),
-    );
-  }
+  const ask = (domain: string, descriptors: Descriptor[], hitsAddend = 0) => askRls(client!, domain, descriptors, hitsAddend);
   const one = async (domain: string, entries: Entry[], hits?: number) => (await ask(domain, [{ entries, ...(hits === undefined ? {} : { hits }) }])).statuses[0]!;
 
   it('denies at exactly requests_per_unit + 1, with the limit, the remainder and the reset in each answer', async () => {
@@ -259,7 +225,7 @@ describe('rate-limit service when Redis is down', () => {
         store: { kind: 'redis', url: redis.url },
         rateLimitConfigDir: rulesDir({ 'edge.yaml': RULES }),
       });
-      const client = new Client(`127.0.0.1:${t.app.grpcPort}`, grpc.credentials.createInsecure()) as unknown as RlsClient;
+      const client = rlsClient(t.app.grpcPort);
       await redis.stop();
       const request = { domain: 'edge', descriptors: [{ entries: [{ key: 'remote_address', value: '10.0.0.7' }] }, { entries: [{ key: 'trial', value: 't' }] }] };
       const outcome = await new Promise<{ err: grpc.ServiceError | null; answer?: Answer }>((resolve) => client.ShouldRateLimit(request, (err, answer) => resolve({ err, ...(answer ? { answer } : {}) })));
