@@ -22,12 +22,15 @@ afterAll(() => {
 });
 
 describe('charts/tokenwarden', () => {
-  it('passes helm lint --strict', () => {
+  it('passes helm lint --strict (the default topology, sidecar, and central)', () => {
     expect(helm('lint', '--strict', 'charts/tokenwarden')).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+    expect(helm('lint', '--strict', 'charts/tokenwarden', '--set', 'topology=central')).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
   });
 
-  it('renders the same controller, RBAC and CRD as deploy/', () => {
-    const rendered = parseAllDocuments(helm('template', 'tw', 'charts/tokenwarden', '--include-crds', '--namespace', 'llm'))
+  // topology=central: tokenwarden alone, as deploy/tokenwarden.yaml (the sidecar and gateway topologies:
+  // test/helm-topologies.test.ts).
+  it('renders the same controller, RBAC and CRD as deploy/ (topology=central)', () => {
+    const rendered = parseAllDocuments(helm('template', 'tw', 'charts/tokenwarden', '--include-crds', '--namespace', 'llm', '--set', 'topology=central'))
       .map((d) => d.toJS())
       .filter(Boolean);
     const byKind = (kind: string) => rendered.find((d) => d.kind === kind);
@@ -43,7 +46,7 @@ describe('charts/tokenwarden', () => {
   });
 
   it('renders the file-configured variant without RBAC when kube.enabled is false', () => {
-    const rendered = parseAllDocuments(helm('template', 'tw', 'charts/tokenwarden', '--set', 'kube.enabled=false')).map((d) => d.toJS()).filter(Boolean);
+    const rendered = parseAllDocuments(helm('template', 'tw', 'charts/tokenwarden', '--set', 'topology=central', '--set', 'kube.enabled=false')).map((d) => d.toJS()).filter(Boolean);
     expect(rendered.map((d) => d.kind)).not.toContain('Role');
     expect(rendered.find((d) => d.kind === 'Deployment').spec.template.spec.containers[0].args).toEqual(['--config', '/etc/tokenwarden/limits.yaml', '--store', 'redis']);
   });
