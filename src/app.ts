@@ -1,5 +1,6 @@
 import { Reconciler } from './accounting/reconciler.js';
 import { Gatekeeper } from './admission/gatekeeper.js';
+import { diffConfigs, formatPath, ReloadUnavailableError, type ConfigReload } from './config/reload.js';
 import type { ConfigSnapshot } from './config/snapshot.js';
 import { startGrpcServer, type GrpcServer } from './envoy/server.js';
 import { startHttpServer, type HttpServer } from './http/server.js';
@@ -28,6 +29,12 @@ export interface AppOptions {
   readonly rateLimitConfigDir?: string;
   /** Take limits, TokenQuotas and API keys from Kubernetes; `config` then only serves until the first sync. */
   readonly kube?: Omit<KubeControllerOptions, 'apply' | 'logger' | 'metrics'>;
+  /**
+   * Reads and validates the limits again (main.ts: the --config file), resolving to the new snapshot
+   * or rejecting with a ConfigError saying why it is refused. What SIGHUP and `POST /v1/admin/reload`
+   * run through App.reload; without it (and always with `kube`) reloading is unavailable.
+   */
+  readonly reloadConfig?: () => Promise<ConfigSnapshot>;
 }
 
 export interface App {
@@ -36,6 +43,12 @@ export interface App {
   readonly tokenizers: TokenizerRegistry;
   /** Swaps in a new configuration; requests already deciding keep the one they started with. */
   setConfig(config: ConfigSnapshot): void;
+  /**
+   * Reloads through AppOptions.reloadConfig and swaps the result in, answering what changed; on a
+   * ConfigError (the new limits refused) the current configuration stays. ReloadUnavailableError
+   * without reloadConfig or with kube. Reloads run one at a time.
+   */
+  reload(): Promise<ConfigReload>;
   close(): Promise<void>;
 }
 
@@ -70,6 +83,21 @@ export async function startApp(options: AppOptions): Promise<App> {
     tokenizers.configure(next);
     config = next;
   };
+  let reloading: Promise<unknown> = Promise.resolve();
+  const reload = (): Promise<ConfigReload> => {
+    const run = async (): Promise<ConfigReload> => {
+      if (options.kube) throw new ReloadUnavailableError('the limits come from Kubernetes (--kube) and are applied live; there is no file to reload');
+      if (!options.reloadConfig) throw new ReloadUnavailableError('this instance was started without a limits file to reload');
+      const next = await options.reloadConfig();
+      const changes = diffConfigs(config, next);
+      setConfig(next);
+      logger.info({ changed: changes.map((c) => formatPath(c.path)) }, 'limits reloaded');
+      return { changed: changes.map((c) => formatPath(c.path)), changes, source: next.source };
+    };
+    const result = reloading.then(run, run);
+    reloading = result.catch(() => undefined);
+    return result;
+  };
   // Loaded only with --kube: @kubernetes/client-node alone adds ~80 MB to the process.
   const kube = options.kube
     ? new (await import('./kube/controller.js')).KubeController({ ...options.kube, apply: setConfig, logger, metrics })
@@ -100,21 +128,25 @@ export async function startApp(options: AppOptions): Promise<App> {
     grpc = await startGrpcServer(options.grpcAddr, { gatekeeper, reconciler, rateLimit, metrics, logger });
     http = await startHttpServer(options.httpAddr, {
       config: currentConfig,
+      reload,
       engine,
       tokenizers,
       metrics,
       logger,
       ready: async () => {
+        // Every probe pings the store, failOpen or not and configured or not: once a fail-closed replica
+        // is NotReady no Check reaches it to count store errors, so the alerts see an outage only
+        // through tokenwarden_store_up and the failed pings.
+        const storeUp = await store.ping().then(
+          () => true,
+          () => false,
+        );
+        metrics.storeUp.set({ store: options.store.kind }, storeUp ? 1 : 0);
+        if (!storeUp) metrics.storeErrors.inc({ operation: 'ping' });
         if (kube && !kube.ready) return false;
         // Ready means able to answer: the tokenizers of the first configuration are loaded (or failed).
         if (!tokenizers.initiallyLoaded) return false;
-        if (config.settings.failOpen) return true;
-        try {
-          await store.ping();
-          return true;
-        } catch {
-          return false;
-        }
+        return storeUp || config.settings.failOpen;
       },
     });
   } catch (err) {
@@ -133,6 +165,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     httpPort: http.port,
     tokenizers,
     setConfig,
+    reload,
     async close() {
       await kube?.stop();
       rateLimitFiles?.close();

@@ -2,9 +2,6 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { startApp } from './app.js';
-import { loadLimitsFile, parseLimitsYaml } from './config/load.js';
-import { createLogger } from './telemetry/logger.js';
 
 const USAGE = `tokenwarden — per-user, per-model LLM token quotas for Envoy
 
@@ -20,9 +17,23 @@ Options (each also read from the environment variable shown):
   --configmap NAME    TOKENWARDEN_CONFIGMAP   the limits ConfigMap    [tokenwarden-limits]
   --help
 Log level: TOKENWARDEN_LOG_LEVEL (info).  SIGHUP reloads the limits file (without --kube).
-With --kube the Lease identity is POD_NAME (else the host name).`;
+With --kube the Lease identity is POD_NAME (else the host name).
+POST /v1/admin/reload (admin token) does what SIGHUP does and answers what changed.
+
+  tokenwarden explain USER [MODEL]   where each limit of USER comes from, asked of a running
+                                     instance (tokenwarden explain --help)`;
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'explain') {
+    process.exitCode = await (await import('./cli/explain.js')).explainCommand(process.argv.slice(3));
+    return;
+  }
+  // Imported here, not above: `tokenwarden explain` starts without loading the server's modules.
+  const [{ startApp }, { loadLimitsFile, parseLimitsYaml }, { createLogger }] = await Promise.all([
+    import('./app.js'),
+    import('./config/load.js'),
+    import('./telemetry/logger.js'),
+  ]);
   const { values } = parseArgs({
     options: {
       'grpc-addr': { type: 'string' },
@@ -62,17 +73,12 @@ async function main(): Promise<void> {
     logger,
     processMetrics: true,
     ...(rateLimitConfigDir ? { rateLimitConfigDir } : {}),
-    ...(kube ? { kube: await kubeOptions(values.namespace, values.configmap) } : {}),
+    ...(kube ? { kube: await kubeOptions(values.namespace, values.configmap) } : { reloadConfig: () => loadLimitsFile(configPath) }),
   });
 
+  // The same reload as POST /v1/admin/reload (app.reload logs what changed).
   if (!kube) process.on('SIGHUP', () => {
-    loadLimitsFile(configPath).then(
-      (config) => {
-        app.setConfig(config);
-        logger.info({ config: configPath }, 'limits reloaded');
-      },
-      (err: Error) => logger.error({ err: err.message }, 'limits reload failed; keeping the previous limits'),
-    );
+    app.reload().catch((err: Error) => logger.error({ config: configPath, err: err.message }, 'limits reload failed; keeping the previous limits'));
   });
   let stopping = false;
   const stop = (signal: string) => {

@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -552,6 +552,117 @@ describe('deploy/kustomize: copies of files kustomize may not read from outside 
   });
 });
 
+/**
+ * Sidecar: the model pods admit exactly Envoy's port and tokenwarden's HTTP port (probes, Prometheus,
+ * the usage API), never vLLM's or tokenwarden's gRPC port, whatever the flags say.
+ */
+function sidecarNetworkPolicyProblems(docs: Obj[]): string[] {
+  const problems: string[] = [];
+  const servers = withContainer(docs, 'vllm');
+  if (servers.length === 0) problems.push('no vLLM pods');
+  for (const s of servers) {
+    const where = s.metadata.name;
+    const allowed = new Set([resolvePort(container(s, 'envoy') ?? {}, 'envoy-http'), resolvePort(container(s, 'tokenwarden') ?? {}, 'tw-http')]);
+    const ingress = ofKind(docs, 'NetworkPolicy').filter((p) => selects(p.spec.podSelector, podLabels(s)) && (p.spec.policyTypes ?? ['Ingress']).includes('Ingress'));
+    if (ingress.length === 0) problems.push(`${where}: no NetworkPolicy isolates its ingress`);
+    const admitted = new Set<number | undefined>();
+    for (const p of ingress) {
+      for (const [i, rule] of (p.spec.ingress ?? []).entries()) {
+        const at = `${p.metadata.name} ingress[${i}]`;
+        if (!rule.ports || rule.ports.length === 0) problems.push(`${at}: admits every port`);
+        for (const port of rule.ports ?? []) {
+          if (port.endPort !== undefined) problems.push(`${at}: admits a port range`);
+          // A named port resolves in whichever container declares it.
+          const number = typeof port.port === 'number' ? port.port : podSpec(s).containers.map((c: Obj) => resolvePort(c, port.port)).find((n: number | undefined) => n !== undefined);
+          admitted.add(number);
+          if (!allowed.has(number)) problems.push(`${at}: admits port ${port.port}, not Envoy's or tokenwarden's HTTP port`);
+        }
+      }
+    }
+    for (const port of allowed) if (ingress.length > 0 && !admitted.has(port)) problems.push(`${where}: port ${port} is not admitted`);
+  }
+  return [...new Set(problems)];
+}
+
+/** One Role permission: group, resource (with subresource) and verb. */
+const permission = (group: string, resource: string, verb: string) => `${group || 'core'}/${resource}:${verb}`;
+
+/**
+ * What src/kube/*.ts asks of the API server, read from its calls: each client call names its
+ * permission here, and a call this table does not know fails the check (add it, and to the Role).
+ */
+const KUBE_CALLS: Record<string, (text: string) => string[]> = {
+  listNamespacedConfigMap: () => [permission('', 'configmaps', 'list')],
+  listNamespacedSecret: () => [permission('', 'secrets', 'list')],
+  listNamespacedCustomObject: (text) => (text.includes('TOKEN_QUOTA_PLURAL') ? [permission('tokenwarden.dev', 'tokenquotas', 'list')] : ['an unknown custom object list']),
+  patchNamespacedCustomObjectStatus: (text) => (text.includes('TOKEN_QUOTA_PLURAL') ? [permission('tokenwarden.dev', 'tokenquotas/status', 'patch')] : ['an unknown status patch']),
+  readNamespacedLease: () => [permission('coordination.k8s.io', 'leases', 'get')],
+  createNamespacedLease: () => [permission('coordination.k8s.io', 'leases', 'create')],
+  replaceNamespacedLease: () => [permission('coordination.k8s.io', 'leases', 'update')],
+};
+const WATCHES: Record<string, string> = {
+  configmaps: permission('', 'configmaps', 'watch'),
+  secrets: permission('', 'secrets', 'watch'),
+  TOKEN_QUOTA_PLURAL: permission('tokenwarden.dev', 'tokenquotas', 'watch'),
+};
+
+function kubeCodePermissions(): { needed: Set<string>; unknown: string[] } {
+  const needed = new Set<string>();
+  const unknown: string[] = [];
+  for (const file of readdirSync('src/kube').filter((f) => f.endsWith('.ts'))) {
+    const text = readFileSync(join('src/kube', file), 'utf8');
+    for (const [, call] of text.matchAll(/\.((?:list|read|create|replace|patch|delete|deleteCollection)Namespaced\w*)\(/g)) {
+      const known = KUBE_CALLS[call!];
+      if (!known) unknown.push(`${file}: ${call}`);
+      else known(text).forEach((p) => needed.add(p));
+    }
+    // A ListWatch watches what it lists (the informer's path names the resource).
+    for (const [, path] of text.matchAll(/new ListWatch\(\s*`([^`]*)`/g)) {
+      const key = Object.keys(WATCHES).find((k) => path!.endsWith(`/${k}`) || path!.endsWith(`\${${k}}`));
+      if (key) needed.add(WATCHES[key]!);
+      else unknown.push(`${file}: a watch on ${path}`);
+    }
+  }
+  return { needed, unknown };
+}
+
+function rolePermissions(role: Obj): Set<string> {
+  const granted = new Set<string>();
+  for (const rule of role.rules ?? []) {
+    for (const group of rule.apiGroups ?? []) for (const resource of rule.resources ?? []) for (const verb of rule.verbs ?? []) granted.add(permission(group, resource, verb));
+  }
+  return granted;
+}
+
+/** tokenwarden's Role grants exactly what src/kube/*.ts uses: nothing missing (a 403 at start), nothing more. */
+function rbacProblems(docs: Obj[]): string[] {
+  const role = named(docs, 'Role', 'tokenwarden');
+  if (!role) return ['no Role tokenwarden'];
+  const { needed, unknown } = kubeCodePermissions();
+  const granted = rolePermissions(role);
+  return [
+    ...unknown.map((u) => `src/kube calls ${u}, which this check does not know`),
+    ...[...needed].filter((p) => !granted.has(p)).map((p) => `the Role does not grant ${p}, which src/kube uses`),
+    ...[...granted].filter((p) => !needed.has(p)).map((p) => `the Role grants ${p}, which src/kube does not use`),
+  ];
+}
+
+/** tokenwarden's probes: readiness on /readyz (the store, the first sync), liveness on /healthz. */
+function probeProblems(docs: Obj[]): string[] {
+  const problems: string[] = [];
+  const proxies = withContainer(docs, 'tokenwarden');
+  if (proxies.length === 0) problems.push('no tokenwarden');
+  for (const w of proxies) {
+    const tw = container(w, 'tokenwarden')!;
+    for (const [probe, path] of [['readinessProbe', '/readyz'], ['livenessProbe', '/healthz']] as const) {
+      const get = tw[probe]?.httpGet;
+      if (get?.path !== path) problems.push(`${w.metadata.name}/tokenwarden: ${probe} does not GET ${path}`);
+      else if (resolvePort(tw, get.port) !== resolvePort(tw, 'tw-http')) problems.push(`${w.metadata.name}/tokenwarden: ${probe} is not on tw-http`);
+    }
+  }
+  return problems;
+}
+
 describe.each(TOPOLOGIES)('deploy/kustomize/overlays/%s', (topology) => {
   const docs = () => built[topology];
   /** The pods running Envoy (never none: a loop over nothing would check nothing). */
@@ -578,7 +689,10 @@ describe.each(TOPOLOGIES)('deploy/kustomize/overlays/%s', (topology) => {
   });
 
   it(`ships envoy.yaml rendered from envoy/envoy.yaml for the ${topology} topology (the committed copy is current)`, async () => {
-    await expect(renderEnvoyConfig(REFERENCE_ENVOY, topology)).toMatchFileSnapshot(`../deploy/kustomize/overlays/${topology}/envoy.yaml`);
+    const rendered = renderEnvoyConfig(REFERENCE_ENVOY, topology);
+    // Checked before the snapshot is compared, so that `-u` cannot write a render with undocumented differences.
+    expect(undocumentedEnvoyDifferences(parse(rendered), topology)).toEqual([]);
+    await expect(rendered).toMatchFileSnapshot(`../deploy/kustomize/overlays/${topology}/envoy.yaml`);
   });
 
   it("puts exactly that envoy.yaml and envoy/usage.lua into Envoy's ConfigMap, mounted where Envoy reads them", () => {
@@ -634,6 +748,14 @@ describe.each(TOPOLOGIES)('deploy/kustomize/overlays/%s', (topology) => {
     expect(vllmProblems(docs())).toEqual([]);
   });
 
+  it('grants tokenwarden exactly the Kubernetes permissions src/kube/*.ts uses', () => {
+    expect(rbacProblems(docs())).toEqual([]);
+  });
+
+  it("probes tokenwarden's readiness on /readyz and its liveness on /healthz", () => {
+    expect(probeProblems(docs())).toEqual([]);
+  });
+
   it('scrapes every tokenwarden with the PodMonitor and admits only tokenwarden pods to Redis', () => {
     const monitor = named(docs(), 'PodMonitor', 'tokenwarden')!;
     const policy = named(docs(), 'NetworkPolicy', 'tokenwarden-redis')!;
@@ -658,6 +780,10 @@ describe('deploy/kustomize/overlays/sidecar', () => {
       ['envoy', 'tokenwarden', 'vllm'],
     ]);
     expect(withContainer(docs(), 'envoy')).toEqual(servers);
+  });
+
+  it("admits only Envoy's port and tokenwarden's HTTP port to the vLLM pods", () => {
+    expect(sidecarNetworkPolicyProblems(docs())).toEqual([]);
   });
 
   it("exposes only Envoy's port: every Service of the vLLM pods targets Envoy, one per model", () => {
@@ -845,6 +971,31 @@ describe('the checks above can fail', () => {
     expect(new Set(networkPolicyProblems(none))).toEqual(
       new Set(['vllm-llama-3-2-1b: no NetworkPolicy isolates its ingress', 'vllm-llama-3-2-1b: the gateway pods are not admitted', 'vllm-korean-llama: no NetworkPolicy isolates its ingress', 'vllm-korean-llama: the gateway pods are not admitted']),
     );
+  });
+
+  it("sidecar NetworkPolicy: vLLM's port admitted, a rule for every port, no policy at all", () => {
+    const vllmPort = broken('sidecar', (d) => named(d, 'NetworkPolicy', 'model-servers')!.spec.ingress[0].ports.push({ port: 8000, protocol: 'TCP' }));
+    expect(sidecarNetworkPolicyProblems(vllmPort)).toEqual(["model-servers ingress[0]: admits port 8000, not Envoy's or tokenwarden's HTTP port"]);
+    const everyPort = broken('sidecar', (d) => named(d, 'NetworkPolicy', 'model-servers')!.spec.ingress.push({}));
+    expect(sidecarNetworkPolicyProblems(everyPort)).toEqual(['model-servers ingress[1]: admits every port']);
+    const none = broken('sidecar', (d) => d.splice(d.indexOf(named(d, 'NetworkPolicy', 'model-servers')!), 1));
+    expect(sidecarNetworkPolicyProblems(none)).toEqual(['vllm-korean-llama: no NetworkPolicy isolates its ingress', 'vllm-llama-3-2-1b: no NetworkPolicy isolates its ingress']);
+  });
+
+  it('RBAC: a permission missing, one too many', () => {
+    const docs = broken('gateway', (d) => {
+      const role = named(d, 'Role', 'tokenwarden')!;
+      role.rules = role.rules.filter((r: Obj) => !r.resources.includes('tokenquotas/status'));
+      role.rules.push({ apiGroups: [''], resources: ['pods'], verbs: ['list'] });
+    });
+    expect(rbacProblems(docs)).toEqual(['the Role does not grant tokenwarden.dev/tokenquotas/status:patch, which src/kube uses', 'the Role grants core/pods:list, which src/kube does not use']);
+  });
+
+  it('probes: readiness on /healthz', () => {
+    const docs = broken('sidecar', (d) => {
+      for (const w of withContainer(d, 'tokenwarden')) container(w, 'tokenwarden')!.readinessProbe.httpGet.path = '/healthz';
+    });
+    expect(probeProblems(docs)).toEqual(['vllm-korean-llama/tokenwarden: readinessProbe does not GET /readyz', 'vllm-llama-3-2-1b/tokenwarden: readinessProbe does not GET /readyz']);
   });
 
   it('Envoy: any difference from envoy/envoy.yaml that is not documented', () => {

@@ -246,6 +246,11 @@ export class Gatekeeper {
   private remembered(user: string, model: string, config: ConfigSnapshot, admission: Extract<Admission, { admitted: false }>): Verdict {
     const denial = denyByLimit(admission, model);
     this.deps.metrics.modelDecisions.inc({ model, result: 'rate_limited' });
+    // A daily or monthly window that denies is as near its quota as a user gets: its share is reported
+    // too (observe keeps only those windows), or a user refused all day would never show as near quota.
+    if (admission.view.tokens !== undefined && admission.view.tokens.name === admission.limit) {
+      this.deps.metrics.userQuota.observe(user, model, [admission.view.tokens]);
+    }
     if (admission.limit === CONCURRENCY_LIMIT.name || counterKind(admission.limit).counts === 'requests') {
       const holdMs = admission.limit === CONCURRENCY_LIMIT.name ? Math.min(CONCURRENCY_MEMO_MS, admission.retryAfterMs ?? 0) : (admission.retryAfterMs ?? 0);
       if (holdMs > 0) this.denials.remember(user, model, config, denial, this.now() + holdMs);

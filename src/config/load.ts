@@ -1,18 +1,22 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
+import type { SnapshotProvenance } from './provenance.js';
 import { limitsFileSchema, type LimitsFile } from './schema.js';
 import { buildSnapshot, ConfigError, type ConfigSnapshot } from './snapshot.js';
 
-/** Parses and validates the limits YAML (the file, or the same text from a ConfigMap). */
-export function parseLimitsYaml(text: string, source: string): ConfigSnapshot {
-  return snapshotFrom(parseLimitsFile(text, source), source);
+/**
+ * Parses and validates the limits YAML (the file, or the same text from a ConfigMap). Its limits'
+ * provenance is the file named `source` unless `provenance` says otherwise.
+ */
+export function parseLimitsYaml(text: string, source: string, provenance?: SnapshotProvenance): ConfigSnapshot {
+  return snapshotFrom(parseLimitsFile(text, source), source, provenance);
 }
 
 /** The snapshot of validated settings, or a ConfigError naming the source. */
-export function snapshotFrom(file: LimitsFile, source: string): ConfigSnapshot {
+export function snapshotFrom(file: LimitsFile, source: string, provenance: SnapshotProvenance = { base: { kind: 'file', path: source } }): ConfigSnapshot {
   try {
-    return buildSnapshot(file);
+    return buildSnapshot(file, provenance);
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(`${source}: ${err.message}`);
     throw err;

@@ -1,3 +1,4 @@
+import type { EntryPart, LimitExplanation, LimitLevel, LimitOrigin, LimitsExplanation, LimitSource, SnapshotProvenance, SubjectKind } from './provenance.js';
 import { LIMIT_NAMES, splitShadow, type LimitName, type LimitsFile, type LimitsInput, type LimitValues, type SubjectLimits } from './schema.js';
 
 /** Effective limits for one user and model; an absent field means unlimited. */
@@ -17,13 +18,22 @@ export interface ConfigSnapshot {
   limitsFor(user: string, model: string, groups?: readonly string[]): EffectiveLimits;
   /** The limits in shadow mode: those a more specific level than any enforced one puts in shadow. */
   shadowLimitsFor(user: string, model: string, groups?: readonly string[]): EffectiveLimits;
+  /**
+   * Why each limit is what it is: per limit name, the enforced and the shadow value (exactly those of
+   * limitsFor and shadowLimitsFor), each with the level that set it and its source (the file, the
+   * ConfigMap, or a TokenQuota), or "set nowhere".
+   */
+  explainLimits(user: string, model: string, groups?: readonly string[]): LimitsExplanation;
+  /** Where the configuration came from, as a whole (the file or the ConfigMap). */
+  readonly source: LimitSource;
 }
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-export function buildSnapshot(file: LimitsFile): ConfigSnapshot {
+/** `provenance` says where the file came from and which fields TokenQuotas set (default: a file named "limits file"). */
+export function buildSnapshot(file: LimitsFile, provenance: SnapshotProvenance = { base: { kind: 'file', path: 'limits file' } }): ConfigSnapshot {
   const { apiKeys, ...rest } = file;
   const settings = deepFreeze(copyKeepingPrototypes(rest));
   // Maps, not object lookups: a caller named "__proto__" or "constructor" must find nothing.
@@ -63,8 +73,34 @@ export function buildSnapshot(file: LimitsFile): ConfigSnapshot {
     shadowLimitsFor(user: string, model: string, memberOf: readonly string[] = []): EffectiveLimits {
       return shadowLimits(levelsFor(user, model, memberOf));
     },
+    explainLimits(user: string, model: string, memberOf: readonly string[] = []): LimitsExplanation {
+      return explain(explainedLevelsFor(user, model, memberOf));
+    },
+    source: Object.freeze({ ...provenance.base }),
   });
   return snapshot;
+
+  /** levelsFor, with each value's level and source; same order, same group rule. */
+  function explainedLevelsFor(user: string, model: string, memberOf: readonly string[]): Array<ExplainedLevel | undefined> {
+    const userEntry = users.get(user);
+    const memberGroups = [...new Set(memberOf)].flatMap((g) => {
+      const entry = groups.get(g);
+      return entry === undefined ? [] : [[g, entry] as const];
+    });
+    const level = (input: LimitsInput | undefined, where: LimitLevel, sourceOf: (part: EntryPart, name: LimitName) => LimitSource) =>
+      explainedLevelOf(input, settings.shadow, where, sourceOf);
+    const base = () => provenance.base;
+    const layered = (kind: SubjectKind, subject: string, perModel: string | null) => (part: EntryPart, name: LimitName) =>
+      provenance.fields?.get(kind, subject, perModel, part, name) ?? provenance.base;
+    return [
+      level(modelLimits(userEntry, model), { kind: 'user+model', user, model }, layered('user', user, model)),
+      level(userEntry?.limits, { kind: 'user', user }, layered('user', user, null)),
+      mostGenerousExplained(memberGroups.map(([g, entry]) => level(modelLimits(entry, model), { kind: 'group+model', group: g, model }, layered('group', g, model)))),
+      mostGenerousExplained(memberGroups.map(([g, entry]) => level(entry.limits, { kind: 'group', group: g }, layered('group', g, null)))),
+      level(models.get(model)?.limits, { kind: 'model', model }, base),
+      level(settings.defaults, { kind: 'defaults' }, base),
+    ];
+  }
 
   function levelsFor(user: string, model: string, memberOf: readonly string[]): Array<Level | undefined> {
     const userEntry = users.get(user);
@@ -136,6 +172,86 @@ function shadowLimits(levels: ReadonlyArray<Level | undefined>): EffectiveLimits
       }
       if (level?.enforced[name] !== undefined) break;
     }
+  }
+  return Object.freeze(out);
+}
+
+/** A value of one level, with where it was set. */
+interface Placed {
+  readonly value: number | null;
+  readonly level: LimitLevel;
+  readonly source: LimitSource;
+}
+
+/** Level, with each value placed; built by the same split as levelOf (splitShadow). */
+interface ExplainedLevel {
+  readonly enforced: ReadonlyMap<LimitName, Placed>;
+  readonly shadow: ReadonlyMap<LimitName, Placed>;
+}
+
+function explainedLevelOf(
+  input: LimitsInput | undefined,
+  everythingInShadow: boolean,
+  level: LimitLevel,
+  sourceOf: (part: EntryPart, name: LimitName) => LimitSource,
+): ExplainedLevel | undefined {
+  if (input === undefined) return undefined;
+  const enforced = new Map<LimitName, Placed>();
+  const shadow = new Map<LimitName, Placed>();
+  const tried = typeof input.shadow === 'object' ? input.shadow : {};
+  const allShadow = everythingInShadow || input.shadow === true;
+  for (const name of LIMIT_NAMES) {
+    const top = input[name];
+    const trial = tried[name];
+    // As splitShadow: with everything in shadow, a field of the shadow object wins over the top-level one.
+    if (allShadow) {
+      if (trial !== undefined) shadow.set(name, { value: trial, level, source: sourceOf('shadow', name) });
+      else if (top !== undefined) shadow.set(name, { value: top, level, source: sourceOf('enforced', name) });
+    } else {
+      if (top !== undefined) enforced.set(name, { value: top, level, source: sourceOf('enforced', name) });
+      if (trial !== undefined) shadow.set(name, { value: trial, level, source: sourceOf('shadow', name) });
+    }
+  }
+  return { enforced, shadow };
+}
+
+/** mostGenerous, keeping which group gave the value (the first one listed, on a tie). */
+function mostGenerousExplained(levels: ReadonlyArray<ExplainedLevel | undefined>): ExplainedLevel | undefined {
+  const present = levels.filter((l) => l !== undefined);
+  if (present.length <= 1) return present[0];
+  const combine = (parts: ReadonlyArray<ReadonlyMap<LimitName, Placed>>) => {
+    const out = new Map<LimitName, Placed>();
+    for (const name of LIMIT_NAMES) {
+      let best: Placed | undefined;
+      for (const part of parts) {
+        const candidate = part.get(name);
+        if (candidate === undefined) continue;
+        if (best === undefined || (best.value !== null && (candidate.value === null || candidate.value > best.value))) best = candidate;
+      }
+      if (best !== undefined) out.set(name, best);
+    }
+    return out;
+  };
+  return { enforced: combine(present.map((l) => l.enforced)), shadow: combine(present.map((l) => l.shadow)) };
+}
+
+/** enforcedLimits and shadowLimits at once, keeping where each value came from. */
+function explain(levels: ReadonlyArray<ExplainedLevel | undefined>): LimitsExplanation {
+  const origin = (placed: Placed | undefined): LimitOrigin =>
+    placed === undefined
+      ? Object.freeze({ status: 'unset', value: null })
+      : placed.value === null
+        ? Object.freeze({ status: 'unlimited', value: null, level: placed.level, source: placed.source })
+        : Object.freeze({ status: 'limited', value: placed.value, level: placed.level, source: placed.source });
+  const out = {} as Record<LimitName, LimitExplanation>;
+  for (const name of LIMIT_NAMES) {
+    const enforced = levels.map((level) => level?.enforced.get(name)).find((v) => v !== undefined);
+    let shadow: Placed | undefined;
+    for (const level of levels) {
+      shadow = level?.shadow.get(name);
+      if (shadow !== undefined || level?.enforced.has(name)) break;
+    }
+    out[name] = Object.freeze({ enforced: origin(enforced), shadow: origin(shadow) });
   }
   return Object.freeze(out);
 }

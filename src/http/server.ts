@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ConfigSnapshot } from '../config/snapshot.js';
+import { ReloadUnavailableError, type ConfigReload } from '../config/reload.js';
+import { ConfigError, type ConfigSnapshot } from '../config/snapshot.js';
 import { callerOf } from '../identity/caller.js';
 import { wordingOf } from '../limit-kinds.js';
 import { errorBody, retryAfterSeconds } from '../openai/responses.js';
@@ -25,6 +26,8 @@ export interface HttpDeps {
   readonly logger: Logger;
   /** Ready: configuration loaded, and the store reachable or fail-open configured. */
   readonly ready: () => Promise<boolean>;
+  /** POST /v1/admin/reload: App.reload (rejects with ConfigError when the new limits are refused, ReloadUnavailableError when there is nothing to reload). */
+  readonly reload?: () => Promise<ConfigReload>;
 }
 
 /** /healthz, /readyz, /metrics and the usage API. Meant for the cluster network, not for clients. */
@@ -105,7 +108,90 @@ async function route(req: IncomingMessage, res: ServerResponse, deps: HttpDeps):
     res.setHeader('allow', 'GET, DELETE');
     return sendError(res, 405, 'Use GET or DELETE.');
   }
+  const limits = /^\/v1\/limits\/([^/]+)$/.exec(url.pathname);
+  if (limits) {
+    if (method !== 'GET') {
+      res.setHeader('allow', 'GET');
+      return sendError(res, 405, 'Use GET.');
+    }
+    let user: string;
+    try {
+      user = decodeURIComponent(limits[1]!);
+    } catch {
+      return sendError(res, 400, 'The user in the path is not valid percent-encoding.');
+    }
+    if (!admitAdmin(req, res, deps)) return;
+    return explainLimits(res, deps.config(), user, url.searchParams);
+  }
+  if (url.pathname === '/v1/admin/reload') {
+    req.resume();
+    if (method !== 'POST') {
+      res.setHeader('allow', 'POST');
+      return sendError(res, 405, 'Use POST.');
+    }
+    if (!admitAdmin(req, res, deps)) return;
+    return reload(res, deps);
+  }
   return sendError(res, 404, `No route for ${method} ${url.pathname}.`);
+}
+
+/** Whether the caller holds the admin token; if not, the 401 or 403 has been sent. */
+function admitAdmin(req: IncomingMessage, res: ServerResponse, deps: HttpDeps): boolean {
+  const config = deps.config();
+  if (config.settings.admin.tokenSha256 === undefined) {
+    sendError(res, 403, 'This endpoint is disabled: no admin token is configured (admin.tokenSha256).');
+    return false;
+  }
+  const caller = callerOf(req.headers.authorization, config);
+  if (caller.kind === 'admin') return true;
+  if (caller.kind === 'user') sendError(res, 403, 'This endpoint needs the admin token; an API key is not enough.');
+  else sendError(res, 401, 'A valid admin token is required (Authorization: Bearer).');
+  return false;
+}
+
+/**
+ * GET /v1/limits/{user}[?model=m][&groups=a,b]: for each configured model (or the one named), every
+ * limit's enforced and shadow value with the level and source that set it. Groups are what the
+ * caller's JWT would carry; this API cannot see them, so they are given here.
+ */
+function explainLimits(res: ServerResponse, config: ConfigSnapshot, user: string, query: URLSearchParams): void {
+  const model = query.get('model');
+  if (model !== null && !config.hasModel(model)) return sendError(res, 404, `The model '${model}' is not configured.`);
+  const groups = [
+    ...new Set(
+      query
+        .getAll('groups')
+        .flatMap((g) => g.split(','))
+        .map((g) => g.trim())
+        .filter((g) => g.length > 0),
+    ),
+  ];
+  const models = model === null ? config.modelNames : [model];
+  send(res, 200, {
+    user,
+    groups,
+    source: config.source,
+    models: models.map((m) => ({ model: m, limits: config.explainLimits(user, m, groups) })),
+  });
+}
+
+/** POST /v1/admin/reload: what SIGHUP does; 422 with the reason when the new limits are refused (the old ones keep serving). */
+async function reload(res: ServerResponse, deps: HttpDeps): Promise<void> {
+  if (!deps.reload) return sendError(res, 409, 'This instance has nothing to reload.');
+  try {
+    const result = await deps.reload();
+    send(res, 200, { reloaded: true, ...result });
+  } catch (err) {
+    if (err instanceof ReloadUnavailableError) return sendError(res, 409, err.message);
+    if (err instanceof ConfigError) {
+      deps.logger.error({ err: err.message }, 'limits reload failed; keeping the previous limits');
+      return send(res, 422, {
+        reloaded: false,
+        error: { message: `The new limits were refused; the previous ones stay in force. ${err.message}`, type: 'invalid_request_error', param: null, code: 'config_invalid' },
+      });
+    }
+    throw err;
+  }
 }
 
 async function getUsage(res: ServerResponse, deps: HttpDeps, user: string, model: string | null): Promise<void> {

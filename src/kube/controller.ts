@@ -161,6 +161,7 @@ export class KubeController {
         configMapText: configMap?.data?.[this.options.configMapKey ?? 'limits.yaml'],
         tokenQuotas: this.tokenQuotas.list(),
         secrets: this.secrets.list() as ApiKeySecret[],
+        configMap: { namespace: this.options.namespace, name: this.options.configMapName, key: this.options.configMapKey ?? 'limits.yaml' },
       },
       this.lastGoodConfigMapText,
     );

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { parseLimitsFile, snapshotFrom } from '../config/load.js';
-import { nameTable, splitShadow, type LimitsFile, type LimitsInput } from '../config/schema.js';
+import { FieldSources, type LimitSource } from '../config/provenance.js';
+import { LIMIT_NAMES, nameTable, splitShadow, type LimitsFile, type LimitsInput } from '../config/schema.js';
 import type { ConfigSnapshot } from '../config/snapshot.js';
 import { objectKey, parseTokenQuotaSpec, type TokenQuotaObject } from './token-quota.js';
 
@@ -18,6 +19,8 @@ export interface KubeState {
   readonly configMapText: string | undefined;
   readonly tokenQuotas: readonly TokenQuotaObject[];
   readonly secrets: readonly ApiKeySecret[];
+  /** Which ConfigMap the text came from, for the limits' provenance (explainLimits); the key defaults to limits.yaml. */
+  readonly configMap?: { readonly namespace?: string; readonly name?: string; readonly key?: string };
 }
 
 /** What the controller reports in a TokenQuota's status. */
@@ -80,10 +83,18 @@ export function mergeKubeState(state: KubeState, lastGoodConfigMapText: string |
   }
 
   // `base` was parsed afresh above (the validation snapshot copied it), so it is ours to extend.
-  applyTokenQuotas(base, state.tokenQuotas, verdicts);
+  const fields = new FieldSources();
+  applyTokenQuotas(base, state.tokenQuotas, verdicts, fields);
   const rejectedSecrets = applySecrets(base, state.secrets);
+  const { namespace, name, key } = state.configMap ?? {};
+  const configMapSource: LimitSource = {
+    kind: 'configMap',
+    key: key ?? 'limits.yaml',
+    ...(namespace === undefined ? {} : { namespace }),
+    ...(name === undefined ? {} : { name }),
+  };
   return {
-    snapshot: snapshotFrom(base, 'Kubernetes configuration'),
+    snapshot: snapshotFrom(base, 'Kubernetes configuration', { base: configMapSource, fields }),
     configMapError: state.configMapText === textUsed ? undefined : configMapError,
     configMapTextUsed: textUsed,
     verdicts,
@@ -91,7 +102,8 @@ export function mergeKubeState(state: KubeState, lastGoodConfigMapText: string |
   };
 }
 
-function applyTokenQuotas(file: LimitsFile, quotas: readonly TokenQuotaObject[], verdicts: Map<string, QuotaVerdict>): void {
+/** Lays the TokenQuotas over `file`, recording in `fields` which TokenQuota set each field. */
+function applyTokenQuotas(file: LimitsFile, quotas: readonly TokenQuotaObject[], verdicts: Map<string, QuotaVerdict>, fields: FieldSources): void {
   const owners = new Map<string, string>();
   const conflicts = new Map<string, string[]>();
   const note = (key: string, text: string) => conflicts.set(key, [...(conflicts.get(key) ?? []), text]);
@@ -105,6 +117,9 @@ function applyTokenQuotas(file: LimitsFile, quotas: readonly TokenQuotaObject[],
       continue;
     }
     const { spec } = parsed;
+    const source: LimitSource = { kind: 'tokenQuota', namespace: quota.metadata?.namespace ?? '', name: quota.metadata?.name ?? '' };
+    const part = spec.shadow === true ? 'shadow' : 'enforced';
+    const setNames = LIMIT_NAMES.filter((limit) => spec.limits[limit] !== undefined);
     const unknown = spec.models.filter((m) => m !== '*' && !models.has(m));
     if (unknown.length) {
       verdicts.set(key, {
@@ -133,6 +148,7 @@ function applyTokenQuotas(file: LimitsFile, quotas: readonly TokenQuotaObject[],
           applied++;
           const table = kind === 'user' ? file.users : file.groups;
           const entry = (table[subject] ??= {});
+          for (const limit of setNames) fields.set(kind, subject, model === '*' ? null : model, part, limit, source);
           if (model === '*') {
             entry.limits = overlay(entry.limits, spec.limits, spec.shadow === true);
           } else {

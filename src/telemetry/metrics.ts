@@ -120,8 +120,19 @@ export function createMetrics(options: { processMetrics?: boolean; userLabel?: b
     }),
     storeErrors: new Counter({
       name: 'tokenwarden_store_errors_total',
-      help: 'Quota store operations that failed, by operation.',
+      help: 'Quota store operations that failed, by operation (reserve, settle, rate_limit, usage, ping: a /readyz ping).',
       labelNames: ['operation'] as const,
+      registers: [registry],
+    }),
+    /**
+     * Set by every /readyz ping. A fail-closed replica whose store is down turns NotReady and then
+     * receives no Check that could count store errors: this gauge (and store_errors_total{operation="ping"})
+     * is how the alerts still see the outage. No series until the first probe.
+     */
+    storeUp: new Gauge({
+      name: 'tokenwarden_store_up',
+      help: '1 when the quota store (store: redis or memory) answered the last /readyz ping, 0 when it did not.',
+      labelNames: ['store'] as const,
       registers: [registry],
     }),
     modelDecisions: new Counter({
@@ -147,7 +158,7 @@ function userQuotaGauge(registry: Registry, enabled: boolean) {
   const resets = new Map<string, { labels: { user: string; model: string; window: string }; atMs: number }>();
   const gauge: Gauge<'user' | 'model' | 'window'> = new Gauge({
     name: 'tokenwarden_quota_used_ratio',
-    help: "Share of a user's daily or monthly token limit used, as of the user's last admission on this replica (only with metrics.userLabel).",
+    help: "Share of a user's daily or monthly token limit used, as of the user's last admission (or refusal by that limit) on this replica (only with metrics.userLabel).",
     labelNames: ['user', 'model', 'window'] as const,
     registers: enabled ? [registry] : [],
     collect() {
@@ -161,7 +172,7 @@ function userQuotaGauge(registry: Registry, enabled: boolean) {
   });
   return {
     gauge,
-    /** Records the windows' state after an admission (nothing without metrics.userLabel). */
+    /** Records the windows' state after an admission, or the denying window's (nothing without metrics.userLabel). */
     observe(user: string, model: string, windows: readonly { name: string; limit: number; remaining: number; resetMs: number }[]): void {
       if (!enabled) return;
       const now = Date.now();
