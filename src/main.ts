@@ -64,6 +64,14 @@ async function main(): Promise<void> {
   if (storeKind !== 'memory' && storeKind !== 'redis') throw new Error(`--store must be memory or redis, not "${storeKind}"`);
   if (storeKind === 'redis' && !redisUrl) throw new Error('--store redis needs --redis-url (or TOKENWARDEN_REDIS_URL)');
   const logger = createLogger();
+  // Installed before start-up (a SIGHUP would otherwise end the process while it starts): a reload asked
+  // for before the app exists runs once it does; with --kube there is no file to reload.
+  let reload: () => void = () => (reloadWhenStarted = true);
+  let reloadWhenStarted = false;
+  process.on('SIGHUP', () => {
+    if (kube) logger.warn('SIGHUP ignored: with --kube the limits come from Kubernetes and apply live');
+    else reload();
+  });
   const app = await startApp({
     grpcAddr,
     httpAddr,
@@ -77,9 +85,8 @@ async function main(): Promise<void> {
   });
 
   // The same reload as POST /v1/admin/reload (app.reload logs what changed).
-  if (!kube) process.on('SIGHUP', () => {
-    app.reload().catch((err: Error) => logger.error({ config: configPath, err: err.message }, 'limits reload failed; keeping the previous limits'));
-  });
+  reload = () => void app.reload().catch((err: Error) => logger.error({ config: configPath, err: err.message }, 'limits reload failed; keeping the previous limits'));
+  if (reloadWhenStarted) reload();
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

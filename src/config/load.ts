@@ -29,7 +29,8 @@ export function parseLimitsFile(text: string, source: string): LimitsFile {
   try {
     raw = parseYaml(text) ?? {};
   } catch (err) {
-    const detail = err instanceof YAMLParseError ? err.message : String(err);
+    // Only yaml's first line (what and where): the lines it quotes around the error may hold key hashes.
+    const detail = err instanceof YAMLParseError ? (err.message.split('\n')[0] ?? '') : String(err);
     throw new ConfigError(`${source}: not valid YAML: ${detail}`);
   }
   const parsed = limitsFileSchema.safeParse(raw);
