@@ -1,5 +1,5 @@
 import type { EntryPart, LimitExplanation, LimitLevel, LimitOrigin, LimitsExplanation, LimitSource, SnapshotProvenance, SubjectKind } from './provenance.js';
-import { LIMIT_NAMES, splitShadow, type LimitName, type LimitsFile, type LimitsInput, type LimitValues, type SubjectLimits } from './schema.js';
+import { LIMIT_NAMES, type LimitName, type LimitsFile, type LimitsInput, type SubjectLimits } from './schema.js';
 
 /** Effective limits for one user and model; an absent field means unlimited. */
 export type EffectiveLimits = Readonly<Partial<Record<LimitName, number>>>;
@@ -68,10 +68,10 @@ export function buildSnapshot(file: LimitsFile, provenance: SnapshotProvenance =
     modelNames: Object.freeze([...models.keys()]),
     hasModel: (model: string) => models.has(model),
     limitsFor(user: string, model: string, memberOf: readonly string[] = []): EffectiveLimits {
-      return enforcedLimits(levelsFor(user, model, memberOf));
+      return valuesOf(explain(explainedLevelsFor(user, model, memberOf)), 'enforced');
     },
     shadowLimitsFor(user: string, model: string, memberOf: readonly string[] = []): EffectiveLimits {
-      return shadowLimits(levelsFor(user, model, memberOf));
+      return valuesOf(explain(explainedLevelsFor(user, model, memberOf)), 'shadow');
     },
     explainLimits(user: string, model: string, memberOf: readonly string[] = []): LimitsExplanation {
       return explain(explainedLevelsFor(user, model, memberOf));
@@ -80,7 +80,7 @@ export function buildSnapshot(file: LimitsFile, provenance: SnapshotProvenance =
   });
   return snapshot;
 
-  /** levelsFor, with each value's level and source; same order, same group rule. */
+  /** The levels of a user's limits on a model, most specific first, each value with its level and source. */
   function explainedLevelsFor(user: string, model: string, memberOf: readonly string[]): Array<ExplainedLevel | undefined> {
     const userEntry = users.get(user);
     const memberGroups = [...new Set(memberOf)].flatMap((g) => {
@@ -101,79 +101,10 @@ export function buildSnapshot(file: LimitsFile, provenance: SnapshotProvenance =
       level(settings.defaults, { kind: 'defaults' }, base),
     ];
   }
-
-  function levelsFor(user: string, model: string, memberOf: readonly string[]): Array<Level | undefined> {
-    const userEntry = users.get(user);
-    const groupEntries = memberOf.map((g) => groups.get(g)).filter((g) => g !== undefined);
-    const level = (input: LimitsInput | undefined) => levelOf(input, settings.shadow);
-    return [
-      level(modelLimits(userEntry, model)),
-      level(userEntry?.limits),
-      mostGenerous(groupEntries.map((g) => level(modelLimits(g, model)))),
-      mostGenerous(groupEntries.map((g) => level(g.limits))),
-      level(models.get(model)?.limits),
-      level(settings.defaults),
-    ];
-  }
 }
 
 function modelLimits(subject: SubjectLimits | undefined, model: string): LimitsInput | undefined {
   return new Map(Object.entries(subject?.models ?? {})).get(model);
-}
-
-/** One level of the configuration, its limits split into those that deny and those in shadow mode. */
-interface Level {
-  readonly enforced: LimitValues;
-  readonly shadow: LimitValues;
-}
-
-function levelOf(input: LimitsInput | undefined, everythingInShadow: boolean): Level | undefined {
-  return input === undefined ? undefined : splitShadow(input, everythingInShadow);
-}
-
-/**
- * One level from several groups' settings: per field, the most generous (null, unlimited, beats any
- * number), separately for enforced and shadow limits. Belonging to one more group never lowers a
- * member's quota.
- */
-function mostGenerous(levels: ReadonlyArray<Level | undefined>): Level | undefined {
-  const present = levels.filter((l) => l !== undefined);
-  if (present.length <= 1) return present[0];
-  const combine = (parts: readonly LimitValues[]) => {
-    const out: LimitValues = {};
-    for (const name of LIMIT_NAMES) {
-      const values = parts.map((l) => l[name]).filter((v) => v !== undefined);
-      if (values.length > 0) out[name] = values.includes(null) ? null : Math.max(...(values as number[]));
-    }
-    return out;
-  };
-  return { enforced: combine(present.map((l) => l.enforced)), shadow: combine(present.map((l) => l.shadow)) };
-}
-
-/** Field by field, the first level (most specific first) with an enforced value decides it; null means unlimited. */
-function enforcedLimits(levels: ReadonlyArray<Level | undefined>): EffectiveLimits {
-  const out: Partial<Record<LimitName, number>> = {};
-  for (const name of LIMIT_NAMES) {
-    const value = levels.map((level) => level?.enforced[name]).find((v) => v !== undefined);
-    if (value !== undefined && value !== null) out[name] = value;
-  }
-  return Object.freeze(out);
-}
-
-/** Field by field, the first level with a shadow value decides it, unless a more specific level enforces the field. */
-function shadowLimits(levels: ReadonlyArray<Level | undefined>): EffectiveLimits {
-  const out: Partial<Record<LimitName, number>> = {};
-  for (const name of LIMIT_NAMES) {
-    for (const level of levels) {
-      const shadow = level?.shadow[name];
-      if (shadow !== undefined) {
-        if (shadow !== null) out[name] = shadow;
-        break;
-      }
-      if (level?.enforced[name] !== undefined) break;
-    }
-  }
-  return Object.freeze(out);
 }
 
 /** A value of one level, with where it was set. */
@@ -183,7 +114,7 @@ interface Placed {
   readonly source: LimitSource;
 }
 
-/** Level, with each value placed; built by the same split as levelOf (splitShadow). */
+/** One level of the configuration, its limits split (as splitShadow does) into those that deny and those in shadow mode, each placed. */
 interface ExplainedLevel {
   readonly enforced: ReadonlyMap<LimitName, Placed>;
   readonly shadow: ReadonlyMap<LimitName, Placed>;
@@ -215,7 +146,11 @@ function explainedLevelOf(
   return { enforced, shadow };
 }
 
-/** mostGenerous, keeping which group gave the value (the first one listed, on a tie). */
+/**
+ * One level from several groups' settings: per field, the most generous (null, unlimited, beats any
+ * number), separately for enforced and shadow limits, keeping which group gave it (the first listed on
+ * a tie). Belonging to one more group never lowers a member's quota.
+ */
 function mostGenerousExplained(levels: ReadonlyArray<ExplainedLevel | undefined>): ExplainedLevel | undefined {
   const present = levels.filter((l) => l !== undefined);
   if (present.length <= 1) return present[0];
@@ -235,7 +170,11 @@ function mostGenerousExplained(levels: ReadonlyArray<ExplainedLevel | undefined>
   return { enforced: combine(present.map((l) => l.enforced)), shadow: combine(present.map((l) => l.shadow)) };
 }
 
-/** enforcedLimits and shadowLimits at once, keeping where each value came from. */
+/**
+ * Field by field: the first level (most specific first) with an enforced value decides the enforced
+ * limit; the first level with a shadow value decides the shadow limit, unless a more specific level
+ * enforces the field. Each keeps where it came from.
+ */
 function explain(levels: ReadonlyArray<ExplainedLevel | undefined>): LimitsExplanation {
   const origin = (placed: Placed | undefined): LimitOrigin =>
     placed === undefined
@@ -252,6 +191,16 @@ function explain(levels: ReadonlyArray<ExplainedLevel | undefined>): LimitsExpla
       if (shadow !== undefined || level?.enforced.has(name)) break;
     }
     out[name] = Object.freeze({ enforced: origin(enforced), shadow: origin(shadow) });
+  }
+  return Object.freeze(out);
+}
+
+/** The numeric limits of one part of an explanation (unset and unlimited are absent). */
+function valuesOf(explanation: LimitsExplanation, part: 'enforced' | 'shadow'): EffectiveLimits {
+  const out: Partial<Record<LimitName, number>> = {};
+  for (const name of LIMIT_NAMES) {
+    const origin = explanation[name][part];
+    if (origin.status === 'limited') out[name] = origin.value;
   }
   return Object.freeze(out);
 }
