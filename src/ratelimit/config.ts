@@ -81,6 +81,10 @@ export class RateLimitConfig {
     return [...this.tree.keys()];
   }
 
+  hasDomain(domain: string): boolean {
+    return this.tree.has(domain);
+  }
+
   /**
    * Upstream GetLimit (config_impl.go:446-673): walks the request's entries level by level, trying `key_value`
    * exactly, then the level's wildcard patterns, then `key` alone (a descriptor without value). A rule matches only

@@ -212,7 +212,7 @@ export class RateLimitService {
   }
 
   private domainLabel(domain: string): string {
-    return this.deps.rules()?.domains().includes(domain) || domain === this.deps.config().settings.rateLimitService.tokenDescriptors?.domain ? domain : '(unknown)';
+    return this.deps.rules()?.hasDomain(domain) || domain === this.deps.config().settings.rateLimitService.tokenDescriptors?.domain ? domain : '(unknown)';
   }
 }
 
