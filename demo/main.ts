@@ -69,6 +69,9 @@ tokenwarden demo — running on this machine (stand-ins for Envoy and vLLM; toke
    console.log(reply.choices[0].message.content, reply.usage);
 
 Your own usage:  curl -s ${base}/usage -H 'authorization: Bearer tw-demo-bob'
+Who used most this month:  curl -s '${stack.tokenwardenUrl}/v1/reports/top?period=month' -H 'authorization: Bearer tw-demo-admin'
+Why is carol denied:       curl -s '${stack.tokenwardenUrl}/v1/reports/user?user=carol' -H 'authorization: Bearer tw-demo-admin'
+The usage page:            ${stack.tokenwardenUrl}/ui (log in with the admin token tw-demo-admin)
 Watch quotas fill: ${loadHint} (in another terminal).  Ctrl-C stops everything.
 `);
 

@@ -1,6 +1,7 @@
 import { Reconciler } from './accounting/reconciler.js';
 import { Gatekeeper } from './admission/gatekeeper.js';
-import { diffConfigs, formatPath, ReloadUnavailableError, type ConfigReload } from './config/reload.js';
+import { describeSource } from './config/provenance.js';
+import { reloadOutcome, ReloadUnavailableError, type ConfigReload, type ReloadTrigger } from './config/reload.js';
 import type { ConfigSnapshot } from './config/snapshot.js';
 import { startGrpcServer, type GrpcServer } from './envoy/server.js';
 import { startHttpServer, type HttpServer } from './http/server.js';
@@ -14,6 +15,9 @@ import { createMetrics } from './telemetry/metrics.js';
 import { TokenizerRegistry } from './tokens/registry.js';
 import { RateLimitFiles } from './ratelimit/files.js';
 import { RateLimitService } from './ratelimit/service.js';
+import { MemoryAggregates } from './reports/counter-sets.js';
+import { RedisAggregates } from './reports/redis-aggregates.js';
+import { UsageReports } from './reports/usage-reports.js';
 
 export interface AppOptions {
   readonly grpcAddr: string;
@@ -44,11 +48,12 @@ export interface App {
   /** Swaps in a new configuration; requests already deciding keep the one they started with. */
   setConfig(config: ConfigSnapshot): void;
   /**
-   * Reloads through AppOptions.reloadConfig and swaps the result in, answering what changed; on a
-   * ConfigError (the new limits refused) the current configuration stays. ReloadUnavailableError
-   * without reloadConfig or with kube. Reloads run one at a time.
+   * Reloads through AppOptions.reloadConfig and swaps the result in, answering what changed and which
+   * start-up settings wait for a restart; on a ConfigError (the new limits refused) the current
+   * configuration stays. ReloadUnavailableError without reloadConfig or with kube. Reloads run one at
+   * a time, and each is logged here, success or refusal, with its trigger.
    */
-  reload(): Promise<ConfigReload>;
+  reload(trigger: ReloadTrigger): Promise<ConfigReload>;
   close(): Promise<void>;
 }
 
@@ -62,7 +67,14 @@ export async function startApp(options: AppOptions): Promise<App> {
   const currentConfig = () => config;
 
   const store = await openStore(options.store, clock, logger);
-  const engine = new QuotaEngine(store, currentConfig, clock);
+  const reports = new UsageReports({
+    store: store instanceof RedisStore ? new RedisAggregates(store.client) : new MemoryAggregates(clock),
+    config: currentConfig,
+    clock,
+    metrics,
+    logger,
+  });
+  const engine = new QuotaEngine(store, currentConfig, clock, reports);
   const tokenizers = new TokenizerRegistry(config, {
     logger,
     metrics,
@@ -74,6 +86,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   try {
     await rateLimitFiles?.load();
   } catch (err) {
+    await reports.close();
     await tokenizers.close();
     await store.close();
     throw err;
@@ -84,15 +97,24 @@ export async function startApp(options: AppOptions): Promise<App> {
     config = next;
   };
   let reloading: Promise<unknown> = Promise.resolve();
-  const reload = (): Promise<ConfigReload> => {
+  const reload = (trigger: ReloadTrigger): Promise<ConfigReload> => {
     const run = async (): Promise<ConfigReload> => {
-      if (options.kube) throw new ReloadUnavailableError('the limits come from Kubernetes (--kube) and are applied live; there is no file to reload');
-      if (!options.reloadConfig) throw new ReloadUnavailableError('this instance was started without a limits file to reload');
-      const next = await options.reloadConfig();
-      const changes = diffConfigs(config, next);
-      setConfig(next);
-      logger.info({ changed: changes.map((c) => formatPath(c.path)) }, 'limits reloaded');
-      return { changed: changes.map((c) => formatPath(c.path)), changes, source: next.source };
+      // Reloading re-reads the file the limits in force came from.
+      const file = config.source.kind === 'file' ? config.source.path : describeSource(config.source);
+      try {
+        if (options.kube) throw new ReloadUnavailableError('the limits come from Kubernetes (--kube) and are applied live; there is no file to reload');
+        if (!options.reloadConfig) throw new ReloadUnavailableError('this instance was started without a limits file to reload');
+        const next = await options.reloadConfig();
+        const outcome = reloadOutcome(options.config, config, next);
+        setConfig(next);
+        const { changed, restartRequired } = outcome;
+        logger[restartRequired.length ? 'warn' : 'info']({ trigger, config: file, changed, restartRequired }, 'limits reloaded');
+        return { ...outcome, source: next.source };
+      } catch (err) {
+        if (err instanceof ReloadUnavailableError) logger.warn({ trigger, err: err.message }, 'limits reload unavailable');
+        else logger.error({ trigger, config: file, err: (err as Error).message }, 'limits reload failed; keeping the previous limits');
+        throw err;
+      }
     };
     const result = reloading.then(run, run);
     reloading = result.catch(() => undefined);
@@ -110,6 +132,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     clock,
     metrics,
     logger,
+    usage: reports,
     ...(kube ? { configured: () => kube.ready } : {}),
   });
   const gatekeeper = new Gatekeeper({
@@ -119,6 +142,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     counter: tokenizers,
     metrics,
     logger,
+    usage: reports,
     ...(kube ? { configured: () => kube.ready } : {}),
   });
 
@@ -128,8 +152,9 @@ export async function startApp(options: AppOptions): Promise<App> {
     grpc = await startGrpcServer(options.grpcAddr, { gatekeeper, reconciler, rateLimit, metrics, logger });
     http = await startHttpServer(options.httpAddr, {
       config: currentConfig,
-      reload,
+      reload: () => reload('http'),
       engine,
+      reports,
       tokenizers,
       metrics,
       logger,
@@ -151,6 +176,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     });
   } catch (err) {
     await grpc?.shutdown(0);
+    await reports.close();
     rateLimitFiles?.close();
     await tokenizers.close();
     await store.close();
@@ -171,6 +197,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       rateLimitFiles?.close();
       await grpc.shutdown(5000);
       await http.close();
+      await reports.close();
       await tokenizers.close();
       await store.close();
     },

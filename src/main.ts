@@ -84,8 +84,8 @@ async function main(): Promise<void> {
     ...(kube ? { kube: await kubeOptions(values.namespace, values.configmap) } : { reloadConfig: () => loadLimitsFile(configPath) }),
   });
 
-  // The same reload as POST /v1/admin/reload (app.reload logs what changed).
-  reload = () => void app.reload().catch((err: Error) => logger.error({ config: configPath, err: err.message }, 'limits reload failed; keeping the previous limits'));
+  // The same reload as POST /v1/admin/reload; app.reload logs its outcome, refusals included.
+  reload = () => void app.reload('signal').catch(() => undefined);
   if (reloadWhenStarted) reload();
   let stopping = false;
   const stop = (signal: string) => {

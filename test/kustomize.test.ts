@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -22,6 +22,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseLimitsFile, parseLimitsYaml } from '../src/config/load.js';
 import { renderEnvoyConfig, type Topology } from './helpers/kustomize-envoy.js';
+import { codeLeaseName, rbacProblems as roleRbacProblems } from './helpers/kube-rbac.js';
+import { isOperatorObject, operatorSchemaProblems } from './helpers/prometheus-operator.js';
 import { loadEnvoyRoot, protoShapeProblems } from './helpers/proto-shape.js';
 
 // deploy/kustomize: the two topologies of issue 12, built with the real `kubectl kustomize` (kubectl
@@ -193,9 +195,6 @@ function unknownFields(value: unknown, type: string, path: string): string[] {
   });
 }
 
-const POD_MONITOR_SPEC = new Set(['selector', 'podMetricsEndpoints', 'namespaceSelector', 'jobLabel', 'podTargetLabels', 'sampleLimit']);
-const POD_MONITOR_ENDPOINT = new Set(['port', 'path', 'interval', 'scrapeTimeout', 'scheme', 'honorLabels', 'relabelings', 'metricRelabelings']);
-
 function schemaProblems(docs: Obj[]): string[] {
   return docs.flatMap((doc) => {
     const where = `${doc.kind}/${doc.metadata?.name}`;
@@ -213,14 +212,14 @@ function schemaProblems(docs: Obj[]): string[] {
       if (!clientModels[type]?.getAttributeTypeMap) problems.push(`${where}: no field list for ${type}`);
       return [...problems, ...unknownFields(doc, type, where)];
     }
-    if (key === 'monitoring.coreos.com/v1/PodMonitor') {
-      // Prometheus Operator's CRD schema is not available here: check the fields this uses, and that
-      // they point at something real.
-      const problems = Object.keys(doc.spec).filter((k) => !POD_MONITOR_SPEC.has(k)).map((k) => `${where}: unknown spec.${k}`);
-      const pods = workloads(docs).filter((w) => selects(doc.spec.selector, podLabels(w)));
+    if (isOperatorObject(doc)) {
+      // The Prometheus Operator's CRD schemas (test/helpers/prometheus-operator.ts), then whether the
+      // PodMonitor points at something real.
+      const problems = operatorSchemaProblems(doc);
+      if (doc.kind !== 'PodMonitor') return problems;
+      const pods = workloads(docs).filter((w) => selects(doc.spec?.selector, podLabels(w)));
       if (pods.length === 0) problems.push(`${where}: selects no pods`);
-      for (const e of doc.spec.podMetricsEndpoints ?? []) {
-        problems.push(...Object.keys(e).filter((k) => !POD_MONITOR_ENDPOINT.has(k)).map((k) => `${where}: unknown endpoint field ${k}`));
+      for (const e of doc.spec?.podMetricsEndpoints ?? []) {
         for (const w of pods) if (!podSpec(w).containers.some((c: Obj) => (c.ports ?? []).some((p: Obj) => p.name === e.port))) problems.push(`${where}: ${w.metadata.name} has no port ${e.port}`);
       }
       return problems;
@@ -584,67 +583,17 @@ function sidecarNetworkPolicyProblems(docs: Obj[]): string[] {
   return [...new Set(problems)];
 }
 
-/** One Role permission: group, resource (with subresource) and verb. */
-const permission = (group: string, resource: string, verb: string) => `${group || 'core'}/${resource}:${verb}`;
-
 /**
- * What src/kube/*.ts asks of the API server, read from its calls: each client call names its
- * permission here, and a call this table does not know fails the check (add it, and to the Role).
+ * tokenwarden's Role grants exactly what src/kube/*.ts uses (test/helpers/kube-rbac.ts): nothing
+ * missing (a 403 at start), nothing more, and the limits ConfigMap (every tokenwarden's --configmap) and
+ * the leader Lease by name.
  */
-const KUBE_CALLS: Record<string, (text: string) => string[]> = {
-  listNamespacedConfigMap: () => [permission('', 'configmaps', 'list')],
-  listNamespacedSecret: () => [permission('', 'secrets', 'list')],
-  listNamespacedCustomObject: (text) => (text.includes('TOKEN_QUOTA_PLURAL') ? [permission('tokenwarden.dev', 'tokenquotas', 'list')] : ['an unknown custom object list']),
-  patchNamespacedCustomObjectStatus: (text) => (text.includes('TOKEN_QUOTA_PLURAL') ? [permission('tokenwarden.dev', 'tokenquotas/status', 'patch')] : ['an unknown status patch']),
-  readNamespacedLease: () => [permission('coordination.k8s.io', 'leases', 'get')],
-  createNamespacedLease: () => [permission('coordination.k8s.io', 'leases', 'create')],
-  replaceNamespacedLease: () => [permission('coordination.k8s.io', 'leases', 'update')],
-};
-const WATCHES: Record<string, string> = {
-  configmaps: permission('', 'configmaps', 'watch'),
-  secrets: permission('', 'secrets', 'watch'),
-  TOKEN_QUOTA_PLURAL: permission('tokenwarden.dev', 'tokenquotas', 'watch'),
-};
-
-function kubeCodePermissions(): { needed: Set<string>; unknown: string[] } {
-  const needed = new Set<string>();
-  const unknown: string[] = [];
-  for (const file of readdirSync('src/kube').filter((f) => f.endsWith('.ts'))) {
-    const text = readFileSync(join('src/kube', file), 'utf8');
-    for (const [, call] of text.matchAll(/\.((?:list|read|create|replace|patch|delete|deleteCollection)Namespaced\w*)\(/g)) {
-      const known = KUBE_CALLS[call!];
-      if (!known) unknown.push(`${file}: ${call}`);
-      else known(text).forEach((p) => needed.add(p));
-    }
-    // A ListWatch watches what it lists (the informer's path names the resource).
-    for (const [, path] of text.matchAll(/new ListWatch\(\s*`([^`]*)`/g)) {
-      const key = Object.keys(WATCHES).find((k) => path!.endsWith(`/${k}`) || path!.endsWith(`\${${k}}`));
-      if (key) needed.add(WATCHES[key]!);
-      else unknown.push(`${file}: a watch on ${path}`);
-    }
-  }
-  return { needed, unknown };
-}
-
-function rolePermissions(role: Obj): Set<string> {
-  const granted = new Set<string>();
-  for (const rule of role.rules ?? []) {
-    for (const group of rule.apiGroups ?? []) for (const resource of rule.resources ?? []) for (const verb of rule.verbs ?? []) granted.add(permission(group, resource, verb));
-  }
-  return granted;
-}
-
-/** tokenwarden's Role grants exactly what src/kube/*.ts uses: nothing missing (a 403 at start), nothing more. */
 function rbacProblems(docs: Obj[]): string[] {
   const role = named(docs, 'Role', 'tokenwarden');
   if (!role) return ['no Role tokenwarden'];
-  const { needed, unknown } = kubeCodePermissions();
-  const granted = rolePermissions(role);
-  return [
-    ...unknown.map((u) => `src/kube calls ${u}, which this check does not know`),
-    ...[...needed].filter((p) => !granted.has(p)).map((p) => `the Role does not grant ${p}, which src/kube uses`),
-    ...[...granted].filter((p) => !needed.has(p)).map((p) => `the Role grants ${p}, which src/kube does not use`),
-  ];
+  const configMaps = [...new Set(withContainer(docs, 'tokenwarden').map((w) => flag(container(w, 'tokenwarden')!.args, '--configmap')))];
+  if (configMaps.length !== 1 || !configMaps[0]) return [`tokenwarden's --configmap: ${JSON.stringify(configMaps)}, expected one name`];
+  return roleRbacProblems(role.rules, { configMap: configMaps[0], lease: codeLeaseName() });
 }
 
 /** tokenwarden's probes: readiness on /readyz (the store, the first sync), liveness on /healthz. */
@@ -684,7 +633,7 @@ describe.each(TOPOLOGIES)('deploy/kustomize/overlays/%s', (topology) => {
     expect(named(docs(), 'CustomResourceDefinition', 'tokenquotas.tokenwarden.dev')).toEqual(crd);
   });
 
-  it("validates every object against Kubernetes' schemas (kubernetes-models, no unknown fields) and the PodMonitor loosely", () => {
+  it("validates every object against Kubernetes' schemas and the PodMonitor against the Prometheus Operator's (kubernetes-models, no unknown fields)", () => {
     expect(schemaProblems(docs())).toEqual([]);
   });
 
@@ -882,6 +831,20 @@ describe('the checks above can fail', () => {
     expect(problems).toContain('Widget/w: no schema to check example.com/v1/Widget against');
   });
 
+  it("schema: the PodMonitor against the operator's CRD: a wrong type, a misspelt field, a port no pod has", () => {
+    const docs = broken('gateway', (d) => {
+      const endpoint = named(d, 'PodMonitor', 'tokenwarden')!.spec.podMetricsEndpoints[0];
+      endpoint.interval = 30;
+      endpoint.scrapeTimout = '10s';
+      endpoint.port = 'metrics';
+    });
+    expect(schemaProblems(docs)).toEqual([
+      'PodMonitor/tokenwarden: data/spec/podMetricsEndpoints/0/interval must be string',
+      'PodMonitor/tokenwarden.spec.podMetricsEndpoints[0].scrapeTimout: no such field',
+      'PodMonitor/tokenwarden: tokenwarden-gateway has no port metrics',
+    ]);
+  });
+
   it('hardening: a writable root filesystem, a kept capability, a missing limit, a root user', () => {
     const docs = broken('gateway', (d) => {
       const tw = container(gatewayOf(d), 'tokenwarden')!;
@@ -989,6 +952,25 @@ describe('the checks above can fail', () => {
       role.rules.push({ apiGroups: [''], resources: ['pods'], verbs: ['list'] });
     });
     expect(rbacProblems(docs)).toEqual(['the Role does not grant tokenwarden.dev/tokenquotas/status:patch, which src/kube uses', 'the Role grants core/pods:list, which src/kube does not use']);
+  });
+
+  it('RBAC: every ConfigMap instead of the limits one, another Lease, create restricted by name', () => {
+    const docs = broken('sidecar', (d) => {
+      const role = named(d, 'Role', 'tokenwarden')!;
+      for (const rule of role.rules as Obj[]) {
+        if (rule.resources.includes('configmaps')) delete rule.resourceNames;
+        if (rule.resources.includes('leases')) rule.resourceNames = ['other-leader'];
+      }
+    });
+    expect(rbacProblems(docs).sort()).toEqual([
+      'the Role grants core/configmaps:list on every object; src/kube uses it on tokenwarden-limits only (resourceNames)',
+      'the Role grants core/configmaps:watch on every object; src/kube uses it on tokenwarden-limits only (resourceNames)',
+      'the Role grants coordination.k8s.io/leases:get on other-leader, which src/kube does not use',
+      'the Role does not grant coordination.k8s.io/leases:get on tokenwarden-leader, which src/kube uses',
+      'the Role grants coordination.k8s.io/leases:create only on other-leader, but src/kube needs it unrestricted (create cannot be restricted by resourceNames)',
+      'the Role grants coordination.k8s.io/leases:update on other-leader, which src/kube does not use',
+      'the Role does not grant coordination.k8s.io/leases:update on tokenwarden-leader, which src/kube uses',
+    ].sort());
   });
 
   it('probes: readiness on /healthz', () => {

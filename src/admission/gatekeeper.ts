@@ -10,6 +10,7 @@ import { StoreUnavailableError } from '../quota/store.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { reportShadowDenials } from '../telemetry/shadow-denials.js';
+import { quotaDenialOf, type UsageObserver } from '../reports/usage-reports.js';
 import type { PromptTokenCounter } from '../tokens/counter.js';
 import { TokenizerUnavailableError } from '../tokens/errors.js';
 
@@ -79,6 +80,8 @@ export class Gatekeeper {
       readonly configured?: () => boolean;
       /** The quota engine's clock (for how long a remembered denial holds). */
       readonly clock?: () => number;
+      /** Told of every 429 (the usage reports). */
+      readonly usage?: Pick<UsageObserver, 'denied'>;
     },
   ) {}
 
@@ -170,7 +173,8 @@ export class Gatekeeper {
     const remembered = this.denials.recall(user, model, config, this.now());
     if (remembered !== undefined) {
       this.deps.metrics.modelDecisions.inc({ model, result: 'rate_limited' });
-      return remembered;
+      this.deps.usage?.denied(remembered.denial);
+      return remembered.verdict;
     }
     // A large prompt costs real work to count: first make sure no limit that ignores its size denies it anyway.
     if (bodyBytes > config.settings.tokenization.workerThresholdBytes) {
@@ -246,6 +250,8 @@ export class Gatekeeper {
   private remembered(user: string, model: string, config: ConfigSnapshot, admission: Extract<Admission, { admitted: false }>): Verdict {
     const denial = denyByLimit(admission, model);
     this.deps.metrics.modelDecisions.inc({ model, result: 'rate_limited' });
+    const quotaDenial = quotaDenialOf(user, model, admission);
+    this.deps.usage?.denied(quotaDenial);
     // A daily or monthly window that denies is as near its quota as a user gets: its share is reported
     // too (observe keeps only those windows), or a user refused all day would never show as near quota.
     if (admission.view.tokens !== undefined && admission.view.tokens.name === admission.limit) {
@@ -253,7 +259,7 @@ export class Gatekeeper {
     }
     if (admission.limit === CONCURRENCY_LIMIT.name || counterKind(admission.limit).counts === 'requests') {
       const holdMs = admission.limit === CONCURRENCY_LIMIT.name ? Math.min(CONCURRENCY_MEMO_MS, admission.retryAfterMs ?? 0) : (admission.retryAfterMs ?? 0);
-      if (holdMs > 0) this.denials.remember(user, model, config, denial, this.now() + holdMs);
+      if (holdMs > 0) this.denials.remember(user, model, config, { verdict: denial, denial: quotaDenial }, this.now() + holdMs);
     }
     return denial;
   }

@@ -6,13 +6,14 @@ const USAGE = `tokenwarden explain USER [MODEL] — where each of USER's limits 
 
   --url URL            tokenwarden's HTTP address              [http://127.0.0.1:8080]
   --admin-token TOKEN  the admin token (else TOKENWARDEN_ADMIN_TOKEN)
-  --groups A,B         the groups USER's JWT would carry (group limits apply to members)
-  --json               print the answer of GET /v1/limits/USER as it came
+  --group NAME         a group USER's JWT would carry (group limits apply to members); once per
+                       group, each name as the JWT gives it
+  --json               print the answer of GET /v1/limits?user=USER as it came
 
 Without MODEL, every configured model. Exit status: 0 answered, 1 the instance refused or could not
 be reached, 2 wrong usage.`;
 
-/** The answer of GET /v1/limits/{user}. */
+/** The answer of GET /v1/limits?user=USER. */
 interface LimitsAnswer {
   readonly user: string;
   readonly groups: readonly string[];
@@ -30,7 +31,7 @@ export async function explainCommand(argv: readonly string[]): Promise<number> {
       options: {
         url: { type: 'string', default: 'http://127.0.0.1:8080' },
         'admin-token': { type: 'string' },
-        groups: { type: 'string' },
+        group: { type: 'string', multiple: true },
         json: { type: 'boolean' },
         help: { type: 'boolean' },
       },
@@ -56,13 +57,15 @@ export async function explainCommand(argv: readonly string[]): Promise<number> {
   }
   let url: URL;
   try {
-    url = new URL(`v1/limits/${encodeURIComponent(user)}`, values.url.endsWith('/') ? values.url : `${values.url}/`);
+    url = new URL('v1/limits', values.url.endsWith('/') ? values.url : `${values.url}/`);
   } catch {
     console.error(`tokenwarden explain: --url ${values.url} is not a URL`);
     return 2;
   }
+  // ?user=, not a path segment: a user named ".." or "." is a dot segment there, never a name.
+  url.searchParams.set('user', user);
   if (model !== undefined) url.searchParams.set('model', model);
-  if (values.groups) url.searchParams.set('groups', values.groups);
+  for (const group of values.group ?? []) url.searchParams.append('groups', group);
 
   let response: Response;
   try {
@@ -108,7 +111,14 @@ export function formatLimits(answer: LimitsAnswer): string {
     return `${safe(answer.user)} on ${safe(model)} (groups: ${groups})\n${table}`;
   });
   const legend = 'Shadow values are counted and reported, never deny. Most specific wins: user+model > user > group+model > group > model > defaults.';
-  return [`Configuration from ${safe(describeSource(answer.source))}.`, ...blocks, legend].join('\n\n');
+  return [`Configuration from ${safe(describeSource(answer.source))}.${staleness(answer.source)}`, ...blocks, legend].join('\n\n');
+}
+
+/** Why the ConfigMap's last good text is enforced rather than its current one (nothing when it is not). */
+function staleness(source: LimitSource): string {
+  if (source.kind !== 'configMap' || source.lastGood === undefined) return '';
+  const reason = source.lastGood.reason.split('\n').map(safe).join('\n  ');
+  return `\nIts current text is refused, so its last good text is enforced (the ConfigMap does not show what is enforced):\n  ${reason}`;
 }
 
 function valueOf(origin: LimitOrigin): string {

@@ -15,8 +15,17 @@ export type LimitLevel =
 /** What configured it: the limits file, the ConfigMap, or one TokenQuota. */
 export type LimitSource =
   | { readonly kind: 'file'; readonly path: string }
-  /** namespace and name when the caller of the merge knows them. */
-  | { readonly kind: 'configMap'; readonly key: string; readonly namespace?: string; readonly name?: string }
+  /**
+   * namespace and name when the caller of the merge knows them. `lastGood` when the ConfigMap's
+   * current text is refused (or gone) and its last good text is what is enforced: the reason.
+   */
+  | {
+      readonly kind: 'configMap';
+      readonly key: string;
+      readonly namespace?: string;
+      readonly name?: string;
+      readonly lastGood?: { readonly reason: string };
+    }
   | { readonly kind: 'tokenQuota'; readonly namespace: string; readonly name: string };
 
 /**
@@ -98,13 +107,19 @@ export function describeLevel(level: LimitLevel): string {
   }
 }
 
-/** "file config/limits.yaml", "ConfigMap llm/tokenwarden-limits (limits.yaml)", "TokenQuota llm/alice" — for people. */
+/**
+ * "file config/limits.yaml", "ConfigMap llm/tokenwarden-limits (limits.yaml)", "ConfigMap
+ * llm/tokenwarden-limits (limits.yaml), last good text", "TokenQuota llm/alice" — for people (a last
+ * good text's reason is left to the caller: it may run to several lines).
+ */
 export function describeSource(source: LimitSource): string {
   switch (source.kind) {
     case 'file':
       return `file ${source.path}`;
-    case 'configMap':
-      return source.name === undefined ? `ConfigMap (${source.key})` : `ConfigMap ${source.namespace ?? ''}/${source.name} (${source.key})`;
+    case 'configMap': {
+      const which = source.name === undefined ? `ConfigMap (${source.key})` : `ConfigMap ${source.namespace ?? ''}/${source.name} (${source.key})`;
+      return source.lastGood === undefined ? which : `${which}, last good text`;
+    }
     case 'tokenQuota':
       return `TokenQuota ${source.namespace}/${source.name}`;
   }

@@ -9,6 +9,17 @@ export interface ConfigChange {
   readonly after?: unknown;
 }
 
+/**
+ * Settings read once, when the process starts (startApp): a reload takes them into the snapshot but
+ * cannot make them act; they take effect at the next restart.
+ */
+export const START_UP_SETTINGS: ReadonlyArray<readonly string[]> = [
+  // The metrics and the reconciler's label sets are built at start-up.
+  ['metrics', 'userLabel'],
+  // The token-counting worker pool is sized at start-up.
+  ['tokenization', 'workers'],
+];
+
 /** Paths whose values are credentials or their digests: reported as changed, never with values. */
 const UNSHOWN = new Set(['apiKeys', 'admin']);
 
@@ -23,6 +34,24 @@ export function diffConfigs(before: ConfigSnapshot, after: ConfigSnapshot): Conf
   const [a, b] = [keys(before), keys(after)];
   if (a.size !== b.size || [...a].some((k) => !b.has(k))) changes.push({ path: ['apiKeys'] });
   return changes;
+}
+
+/**
+ * A reload from `before` to `after` in a process started with `started`: the changes that act now,
+ * and the start-up settings whose value in `after` is not the one the process runs with (still
+ * listed after further reloads, until a restart or until the file gives the running value again).
+ */
+export function reloadOutcome(started: ConfigSnapshot, before: ConfigSnapshot, after: ConfigSnapshot): Omit<ConfigReload, 'source'> {
+  const startUpOnly = (path: readonly string[]) => START_UP_SETTINGS.some((setting) => setting.every((key, i) => path[i] === key));
+  const changes = diffConfigs(before, after).filter((change) => !startUpOnly(change.path));
+  const restartRequired = START_UP_SETTINGS.filter((setting) => JSON.stringify(valueAt(started, setting)) !== JSON.stringify(valueAt(after, setting)));
+  return { changed: changes.map((c) => formatPath(c.path)), changes, restartRequired: restartRequired.map(formatPath) };
+}
+
+function valueAt(config: ConfigSnapshot, path: readonly string[]): unknown {
+  let value: unknown = config.settings;
+  for (const key of path) value = isPlainObject(value) && Object.hasOwn(value, key) ? value[key] : undefined;
+  return value;
 }
 
 function walk(a: unknown, b: unknown, path: string[], out: ConfigChange[]): void {
@@ -48,12 +77,20 @@ export function formatPath(path: readonly string[]): string {
   return path.map((key, i) => (/^[A-Za-z_$][\w$-]*$/.test(key) ? (i === 0 ? key : `.${key}`) : `[${JSON.stringify(key)}]`)).join('');
 }
 
-/** The answer to a reload: what changed (formatted paths, and as data with values), and where the limits now come from. */
+/**
+ * The answer to a reload: what changed and acts now (formatted paths, and as data with values), the
+ * start-up settings (START_UP_SETTINGS) the file sets otherwise than the process runs with, and where
+ * the limits now come from.
+ */
 export interface ConfigReload {
   readonly changed: readonly string[];
   readonly changes: readonly ConfigChange[];
+  readonly restartRequired: readonly string[];
   readonly source: LimitSource;
 }
+
+/** What asked for a reload: SIGHUP, or POST /v1/admin/reload. */
+export type ReloadTrigger = 'signal' | 'http';
 
 /** This instance cannot reload its limits (they come from Kubernetes, or it was started without a file). */
 export class ReloadUnavailableError extends Error {

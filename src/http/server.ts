@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { ReloadUnavailableError, type ConfigReload } from '../config/reload.js';
 import { ConfigError, type ConfigSnapshot } from '../config/snapshot.js';
 import { callerOf } from '../identity/caller.js';
+import { groupsFromClaim } from '../identity/identify.js';
 import { wordingOf } from '../limit-kinds.js';
 import { errorBody, retryAfterSeconds } from '../openai/responses.js';
 import { BadRequestError, parseOpenAIRequest } from '../openai/request.js';
@@ -12,6 +13,9 @@ import { TokenizerUnavailableError } from '../tokens/errors.js';
 import { StoreUnavailableError } from '../quota/store.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { routeReports } from './reports-routes.js';
+import { admitAdmin, readBody, send, sendError } from './respond.js';
+import { quotaDenialOf, type UsageReports } from '../reports/usage-reports.js';
 
 export interface HttpServer {
   readonly port: number;
@@ -26,8 +30,12 @@ export interface HttpDeps {
   readonly logger: Logger;
   /** Ready: configuration loaded, and the store reachable or fail-open configured. */
   readonly ready: () => Promise<boolean>;
-  /** POST /v1/admin/reload: App.reload (rejects with ConfigError when the new limits are refused, ReloadUnavailableError when there is nothing to reload). */
+  /**
+   * POST /v1/admin/reload: App.reload, which logs it (rejects with ConfigError when the new limits are
+   * refused, ReloadUnavailableError when there is nothing to reload).
+   */
   readonly reload?: () => Promise<ConfigReload>;
+  readonly reports: UsageReports;
 }
 
 /** /healthz, /readyz, /metrics and the usage API. Meant for the cluster network, not for clients. */
@@ -80,48 +88,38 @@ async function route(req: IncomingMessage, res: ServerResponse, deps: HttpDeps):
     }
     return tokenize(req, res, deps);
   }
-  if (url.pathname === '/v1/usage') {
-    if (method !== 'GET') {
-      res.setHeader('allow', 'GET');
-      return sendError(res, 405, 'Use GET.');
-    }
-    const caller = callerOf(req.headers.authorization, deps.config());
-    if (caller.kind !== 'user') return sendError(res, 401, 'Send your API key (Authorization: Bearer) to read your own usage; an admin names the user: /v1/usage/{user}.');
-    return getUsage(res, deps, caller.user, url.searchParams.get('model'));
-  }
-  const usage = /^\/v1\/usage\/([^/]+)$/.exec(url.pathname);
+  const usage = /^\/v1\/usage(?:\/([^/]+))?$/.exec(url.pathname);
   if (usage) {
-    let user: string;
-    try {
-      user = decodeURIComponent(usage[1]!);
-    } catch {
-      return sendError(res, 400, 'The user in the path is not valid percent-encoding.');
-    }
+    const named = usage[1] === undefined && !url.searchParams.has('user') ? undefined : namedUser('/v1/usage', usage[1], url.searchParams);
+    if (named !== undefined && 'error' in named) return sendError(res, 400, named.error);
     if (method === 'GET') {
       // Usage is private: the admin, or that user's own API key (self-service), nobody else.
       const caller = callerOf(req.headers.authorization, deps.config());
+      if (named === undefined) {
+        if (caller.kind !== 'user') return sendError(res, 401, 'Send your API key (Authorization: Bearer) to read your own usage; an admin names the user: /v1/usage/{user} or /v1/usage?user=NAME.');
+        return getUsage(res, deps, caller.user, url.searchParams.get('model'));
+      }
       if (caller.kind === 'anonymous' || caller.kind === 'unknown-token') return sendError(res, 401, 'An API key or the admin token is required.');
-      if (caller.kind === 'user' && caller.user !== user) return sendError(res, 403, "You may read your own usage only.");
-      return getUsage(res, deps, user, url.searchParams.get('model'));
+      if (caller.kind === 'user' && caller.user !== named.user) return sendError(res, 403, "You may read your own usage only.");
+      return getUsage(res, deps, named.user, url.searchParams.get('model'));
     }
-    if (method === 'DELETE') return deleteUsage(req, res, deps, user);
+    if (method === 'DELETE') {
+      if (named === undefined) return sendError(res, 400, 'Name the user whose usage to reset: /v1/usage/{user} or /v1/usage?user=NAME.');
+      return deleteUsage(req, res, deps, named.user);
+    }
     res.setHeader('allow', 'GET, DELETE');
     return sendError(res, 405, 'Use GET or DELETE.');
   }
-  const limits = /^\/v1\/limits\/([^/]+)$/.exec(url.pathname);
+  const limits = /^\/v1\/limits(?:\/([^/]+))?$/.exec(url.pathname);
   if (limits) {
     if (method !== 'GET') {
       res.setHeader('allow', 'GET');
       return sendError(res, 405, 'Use GET.');
     }
-    let user: string;
-    try {
-      user = decodeURIComponent(limits[1]!);
-    } catch {
-      return sendError(res, 400, 'The user in the path is not valid percent-encoding.');
-    }
+    const named = namedUser('/v1/limits', limits[1], url.searchParams);
+    if ('error' in named) return sendError(res, 400, named.error);
     if (!admitAdmin(req, res, deps)) return;
-    return explainLimits(res, deps.config(), user, url.searchParams);
+    return explainLimits(res, deps.config(), named.user, url.searchParams);
   }
   if (url.pathname === '/v1/admin/reload') {
     req.resume();
@@ -132,40 +130,38 @@ async function route(req: IncomingMessage, res: ServerResponse, deps: HttpDeps):
     if (!admitAdmin(req, res, deps)) return;
     return reload(res, deps);
   }
+  if (await routeReports(req, res, deps, url)) return;
   return sendError(res, 404, `No route for ${method} ${url.pathname}.`);
 }
 
-/** Whether the caller holds the admin token; if not, the 401 or 403 has been sent. */
-function admitAdmin(req: IncomingMessage, res: ServerResponse, deps: HttpDeps): boolean {
-  const config = deps.config();
-  if (config.settings.admin.tokenSha256 === undefined) {
-    sendError(res, 403, 'This endpoint is disabled: no admin token is configured (admin.tokenSha256).');
-    return false;
+/**
+ * The user a request to `route` names: in the path, percent-encoded, or as ?user= — which reaches
+ * every name: as a path segment, ".." or "." is a dot segment, refused as not in normal form.
+ */
+function namedUser(route: string, segment: string | undefined, query: URLSearchParams): { user: string } | { error: string } {
+  const given = query.getAll('user');
+  if (segment === undefined) {
+    const [user] = given;
+    return given.length === 1 && user ? { user } : { error: `Name one user: ${route}/{user} or ${route}?user=NAME.` };
   }
-  const caller = callerOf(req.headers.authorization, config);
-  if (caller.kind === 'admin') return true;
-  if (caller.kind === 'user') sendError(res, 403, 'This endpoint needs the admin token; an API key is not enough.');
-  else sendError(res, 401, 'A valid admin token is required (Authorization: Bearer).');
-  return false;
+  if (given.length > 0) return { error: 'Name the user in the path or with ?user=, not both.' };
+  try {
+    return { user: decodeURIComponent(segment) };
+  } catch {
+    return { error: 'The user in the path is not valid percent-encoding.' };
+  }
 }
 
 /**
- * GET /v1/limits/{user}[?model=m][&groups=a,b]: for each configured model (or the one named), every
- * limit's enforced and shadow value with the level and source that set it. Groups are what the
- * caller's JWT would carry; this API cannot see them, so they are given here.
+ * GET /v1/limits/{user} or /v1/limits?user=NAME, [&model=m][&groups=a&groups=b]: for each configured
+ * model (or the one named), every limit's enforced and shadow value with the level and source that
+ * set it. Groups are what the caller's JWT would carry (this API cannot see it): each groups= value
+ * is one group, read as the engine reads a JWT's groups claim.
  */
 function explainLimits(res: ServerResponse, config: ConfigSnapshot, user: string, query: URLSearchParams): void {
   const model = query.get('model');
   if (model !== null && !config.hasModel(model)) return sendError(res, 404, `The model '${model}' is not configured.`);
-  const groups = [
-    ...new Set(
-      query
-        .getAll('groups')
-        .flatMap((g) => g.split(','))
-        .map((g) => g.trim())
-        .filter((g) => g.length > 0),
-    ),
-  ];
+  const groups = groupsFromClaim(query.getAll('groups'));
   const models = model === null ? config.modelNames : [model];
   send(res, 200, {
     user,
@@ -184,7 +180,6 @@ async function reload(res: ServerResponse, deps: HttpDeps): Promise<void> {
   } catch (err) {
     if (err instanceof ReloadUnavailableError) return sendError(res, 409, err.message);
     if (err instanceof ConfigError) {
-      deps.logger.error({ err: err.message }, 'limits reload failed; keeping the previous limits');
       return send(res, 422, {
         reloaded: false,
         error: { message: `The new limits were refused; the previous ones stay in force. ${err.message}`, type: 'invalid_request_error', param: null, code: 'config_invalid' },
@@ -232,6 +227,7 @@ async function tokenize(req: IncomingMessage, res: ServerResponse, deps: HttpDep
     if (caller.kind === 'user') {
       const admission = await deps.engine.admitRequestOnly({ user: caller.user, groups: [], model });
       if (!admission.admitted) {
+        deps.reports.denied(quotaDenialOf(caller.user, model, admission));
         res.writeHead(429, { 'content-type': 'application/json', 'retry-after': String(retryAfterSeconds(admission.retryAfterMs ?? admission.windowMs)) });
         res.end(errorBody({ message: `Rate limit reached for ${model} on ${wordingOf(admission.limit)}.`, type: 'requests', param: null, code: 'rate_limit_exceeded' }));
         return;
@@ -246,30 +242,6 @@ async function tokenize(req: IncomingMessage, res: ServerResponse, deps: HttpDep
     deps.logger.warn({ err: (err as Error).message }, 'prompt could not be counted');
     return sendError(res, 400, 'The prompt could not be counted for this model.');
   }
-}
-
-/** The body as text, or undefined if it is over `limit` bytes (the excess is read and dropped, not kept). */
-function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= limit) chunks.push(chunk);
-    });
-    req.on('end', () => resolve(size > limit ? undefined : Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
-
-function sendError(res: ServerResponse, status: number, message: string): void {
-  send(res, status, { error: { message, type: 'invalid_request_error', param: null, code: null } });
-}
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  if (res.headersSent) return void res.end();
-  res.writeHead(status, { 'content-type': 'application/json' });
-  res.end(JSON.stringify(body));
 }
 
 /** "0.0.0.0:8080", "[::1]:8080", ":8080". */

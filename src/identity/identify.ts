@@ -18,6 +18,8 @@ export interface Credentials {
 }
 
 const MAX_USER_LENGTH = 256;
+/** Groups of a claim beyond this many are ignored. */
+const MAX_GROUPS = 64;
 // Control characters in a user id are never legitimate and would poison logs and keys.
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
 
@@ -36,7 +38,7 @@ export function identify(credentials: Credentials, config: ConfigSnapshot): Iden
   if (jwt) {
     const payload = asRecord(asRecord(credentials.filterMetadata[jwt.metadataNamespace])?.[jwt.payloadKey]);
     const claim = payload?.[jwt.userClaim];
-    if (claim !== undefined) return checked(claim, 'jwt', `JWT claim '${jwt.userClaim}'`, groupsOf(payload?.[jwt.groupsClaim]));
+    if (claim !== undefined) return checked(claim, 'jwt', `JWT claim '${jwt.userClaim}'`, groupsFromClaim(payload?.[jwt.groupsClaim]));
   }
 
   const { trustUserHeader, userHeader } = config.settings.identity;
@@ -73,12 +75,16 @@ function checked(value: unknown, via: Identity['via'], what: string, groups: rea
   return { user: value, via, groups };
 }
 
-/** A groups claim as a list of plausible group names; anything else in it is ignored. */
-function groupsOf(claim: unknown): string[] {
+/**
+ * A groups claim as a list of plausible group names, as given (no trimming, no splitting, duplicates
+ * kept); anything else in it is ignored, and so is every group after the first MAX_GROUPS. GET
+ * /v1/limits reads its groups= values through this too, so that they mean what a JWT's would.
+ */
+export function groupsFromClaim(claim: unknown): string[] {
   const values = Array.isArray(claim) ? claim : claim === undefined ? [] : [claim];
   return values
     .filter((g): g is string => typeof g === 'string' && g.length > 0 && g.length <= MAX_USER_LENGTH && !CONTROL_CHARACTERS.test(g) && g.isWellFormed())
-    .slice(0, 64);
+    .slice(0, MAX_GROUPS);
 }
 
 function asRecord(value: unknown): Record<string, unknown> | undefined {

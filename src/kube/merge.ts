@@ -87,15 +87,18 @@ export function mergeKubeState(state: KubeState, lastGoodConfigMapText: string |
   applyTokenQuotas(base, state.tokenQuotas, verdicts, fields);
   const rejectedSecrets = applySecrets(base, state.secrets);
   const { namespace, name, key } = state.configMap ?? {};
+  const stale = state.configMapText === textUsed ? undefined : configMapError;
   const configMapSource: LimitSource = {
     kind: 'configMap',
     key: key ?? 'limits.yaml',
     ...(namespace === undefined ? {} : { namespace }),
     ...(name === undefined ? {} : { name }),
+    // An operator reading the ConfigMap finds other text than is enforced: provenance says why.
+    ...(stale === undefined ? {} : { lastGood: { reason: stale } }),
   };
   return {
     snapshot: snapshotFrom(base, 'Kubernetes configuration', { base: configMapSource, fields }),
-    configMapError: state.configMapText === textUsed ? undefined : configMapError,
+    configMapError: stale,
     configMapTextUsed: textUsed,
     verdicts,
     rejectedSecrets,

@@ -1,4 +1,5 @@
 import type { ConfigSnapshot, EffectiveLimits } from '../config/snapshot.js';
+import type { UsageObserver } from '../reports/usage-reports.js';
 import { COUNTER_KINDS, CONCURRENCY_LIMIT, type CounterKind, type CounterName, type LimitName } from '../limit-kinds.js';
 import { newAttempt, reservationIdFor } from './reservation-ids.js';
 import type { Charge, CounterCharge, QuotaStore, Scope, SettleOutcome } from './store.js';
@@ -104,6 +105,8 @@ export class QuotaEngine {
     private readonly store: QuotaStore,
     private readonly config: () => ConfigSnapshot,
     private readonly clock: Clock = Date.now,
+    /** Told what every settlement charged (the usage reports). */
+    private readonly observer?: Pick<UsageObserver, 'settled'>,
   ) {}
 
   async admit(request: AdmissionRequest): Promise<Admission> {
@@ -339,13 +342,20 @@ export class QuotaEngine {
   async settle(requests: readonly SettleRequest[]): Promise<SettleOutcome[]> {
     const now = this.clock();
     const tombstoneTtlMs = this.reservationTtlMs(this.config());
-    return this.store.settle(
+    const outcomes = await this.store.settle(
       requests.map((r) => ({ scope: { user: r.user, model: r.model }, reservationId: r.reservationId, charge: r.charge, nowMs: now, tombstoneTtlMs })),
     );
+    // A settlement that charges nothing was no model request (a counted prompt, a request that never reached the model).
+    const served = requests.flatMap((r, i) => {
+      const outcome = outcomes[i]!;
+      return outcome.status === 'settled' && r.charge.kind !== 'nothing' ? [{ user: r.user, model: r.model, tokens: outcome.chargedTokens }] : [];
+    });
+    if (served.length > 0) this.observer?.settled(served);
+    return outcomes;
   }
 
-  /** Usage of one user for each configured model (or just `onlyModel`). */
-  async usage(user: string, onlyModel?: string): Promise<ModelUsage[]> {
+  /** Usage of one user for each configured model (or just `onlyModel`), with the limits of a member of `groups`. */
+  async usage(user: string, onlyModel?: string, groups: readonly string[] = []): Promise<ModelUsage[]> {
     const config = this.config();
     const now = this.clock();
     const counters = this.counters(config).map((c) => ({ ...c, position: c.window.positionAt(now) }));
@@ -356,8 +366,8 @@ export class QuotaEngine {
     const leases = await Promise.all(models.map((model) => this.store.countLeases({ user, model }, now)));
     let next = 0;
     return models.map((model, i) => {
-      const limits: EffectiveLimits = config.limitsFor(user, model);
-      const shadow: EffectiveLimits = config.shadowLimitsFor(user, model);
+      const limits: EffectiveLimits = config.limitsFor(user, model, groups);
+      const shadow: EffectiveLimits = config.shadowLimitsFor(user, model, groups);
       const shadowOf = (name: LimitName) => (shadow[name] === undefined ? {} : { shadowLimit: shadow[name] });
       return {
         model,

@@ -1,4 +1,5 @@
 import { COUNTER_NAMES, type CounterName } from '../limit-kinds.js';
+import type { AggregateId } from '../reports/counter-sets.js';
 import type { Scope } from './store.js';
 
 /** Short key suffixes of the counters (kept from the first releases, so counters survive upgrades). */
@@ -56,4 +57,12 @@ function encode(text: string): string {
 /** The key of one of the rate-limit service's fixed-window counters (its name encoded: any text is safe). */
 export function hitCounterKey(counter: string): string {
   return `twrl:${encode(counter)}`;
+}
+
+/**
+ * The key of a report aggregate. Every one carries the hash tag {twr}: they share one Redis Cluster
+ * slot, so a whole batch of increments is one script.
+ */
+export function reportAggregateKey(id: AggregateId): string {
+  return `twr:{twr}:${id.period}:${id.bucket}:${id.kind}${id.model === undefined ? '' : `:${encode(id.model)}`}`;
 }

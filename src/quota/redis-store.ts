@@ -91,6 +91,11 @@ export function redactUrl(url: string): string {
 export class RedisStore implements QuotaStore {
   private readonly redis: RedisWithScripts;
 
+  /** The connection, for the usage reports' aggregates (they share it). */
+  get client(): Redis | Cluster {
+    return this.redis;
+  }
+
   constructor(url: string) {
     this.redis = redisClientForUrl(url) as RedisWithScripts;
     this.redis.defineCommand('twReserve', { lua: RESERVE_SCRIPT });

@@ -115,7 +115,7 @@ function quarterHourMinute(ms: number): number {
  * midnight, or — in zones whose DST change skips midnight (America/Santiago, Atlantic/Azores) — the
  * first instant after the gap.
  */
-function wallMidnightToUtc(year: number, month: number, day: number, timeZone: string): number {
+export function wallMidnightToUtc(year: number, month: number, day: number, timeZone: string): number {
   const wall = Date.UTC(year, month - 1, day);
   const guess = wall - wallClock(wall, timeZone).offsetMs;
   // The offset at the guess may differ from the offset at midnight itself (a DST change that day).

@@ -4,6 +4,7 @@ import type { Admission, Clock, QuotaEngine } from '../quota/engine.js';
 import { StoreUnavailableError, type HitCharge, type QuotaStore } from '../quota/store.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { quotaDenialOf, type UsageObserver } from '../reports/usage-reports.js';
 import { reportShadowDenials } from '../telemetry/shadow-denials.js';
 import { applyReplaces, unitSeconds, upstreamCacheKey, type DescriptorEntry, type LimitOverride, type RateLimitConfig, type RateLimitRule, type RateLimitUnit } from './config.js';
 
@@ -71,6 +72,8 @@ export class RateLimitService {
       readonly logger: Logger;
       /** False until a configuration is in force (with --kube, until the first sync). */
       readonly configured?: () => boolean;
+      /** Told of every token descriptor over its quota (the usage reports). */
+      readonly usage?: Pick<UsageObserver, 'denied'>;
     },
   ) {}
 
@@ -170,6 +173,7 @@ export class RateLimitService {
       const admission = await this.deps.engine.charge({ ...scope, groups: [], tokens });
       this.onStoreAnswered();
       if (admission.admitted) reportShadowDenials(this.deps, { ...scope, wouldDeny: admission.wouldDeny, via: 'ratelimit' });
+      else this.deps.usage?.denied(quotaDenialOf(scope.user, scope.model, admission));
       return admission;
     } catch (err) {
       if (!(err instanceof StoreUnavailableError)) throw err;
