@@ -230,6 +230,35 @@ describe('usage reports while Redis is away', () => {
   }, 30_000);
 });
 
+describe('report batches on Redis', () => {
+  it('a batch resent under its id (its first reply lost) is applied once', async () => {
+    const client = redisFile.server.client();
+    const aggregates = new RedisAggregates(client);
+    const id = { period: 'day', bucket: 20_000, kind: 'modelTokens' } as const;
+    const batch = [{ id, expiresAtMs: Date.now() + 60_000, increments: [['m', 7]] as Array<[string, number]> }];
+    await aggregates.increment('same', batch);
+    await aggregates.increment('same', batch);
+    await aggregates.increment('other', batch);
+    expect(await aggregates.scores(id, ['m'])).toEqual([14]);
+    const marker = (await client.keys('twr:{twr}:batch:*'))[0]!;
+    expect(await client.pttl(marker)).toBeGreaterThan(3_500_000);
+  });
+
+  it('a report batch of thousands of users is one call that Redis accepts', async () => {
+    const client = redisFile.server.client();
+    const config = parseLimitsYaml('models: { m: {} }', 't');
+    const reports = new UsageReports({ store: new RedisAggregates(client), config: () => config, clock: Date.now, metrics: createMetrics(), logger: createLogger('silent') });
+    try {
+      reports.settled(Array.from({ length: 20_000 }, (_, i) => ({ user: `user-${i}`, model: 'm', tokens: i + 1 })));
+      const top = await reports.topUsers('month', { limit: 2, ago: 0 });
+      expect(top.userCount).toBeGreaterThanOrEqual(20_000);
+      expect(top.users[0]).toEqual({ user: 'user-19999', tokens: 20_000 });
+    } finally {
+      await reports.close();
+    }
+  });
+});
+
 describe('report periods', () => {
   it('names local days and months, and counts back across year ends', () => {
     const at = Date.UTC(2026, 0, 1, 0, 30); // 09:30 on 1 January 2026 in Seoul, still 31 December in New York
@@ -245,7 +274,7 @@ describe('report periods', () => {
     let now = 1000;
     const memory = new MemoryAggregates(() => now);
     const id = { period: 'day', bucket: 1, kind: 'userTokens' } as const;
-    await memory.increment([{ id, expiresAtMs: 2000, increments: [['a', 5], ['b', 5], ['c', 7]] }]);
+    await memory.increment('b1', [{ id, expiresAtMs: 2000, increments: [['a', 5], ['b', 5], ['c', 7]] }]);
     expect((await memory.top(id, 10)).members).toEqual([['c', 7], ['b', 5], ['a', 5]]);
     now = 2000;
     expect(await memory.top(id, 10)).toEqual({ members: [], size: 0 });

@@ -1,7 +1,13 @@
--- Adds to report aggregates (sorted sets) and sets each one's expiry.
--- KEYS: the aggregates. ARGV, for each key in order: expire-at (unix ms), n, then n pairs member, amount.
-local a = 1
-for i = 1, #KEYS do
+-- Adds a batch of increments to report aggregates (sorted sets) and sets each one's expiry, once:
+-- a batch whose id was applied before changes nothing (a resend after a lost reply).
+-- KEYS[1]: the batch's marker; KEYS[2..]: the aggregates.
+-- ARGV[1]: how long the marker lives (ms); then, for each aggregate in order: expire-at (unix ms), n,
+-- then n pairs member, amount.
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) == false then
+  return 0
+end
+local a = 2
+for i = 2, #KEYS do
   local expireAt = ARGV[a]
   local n = tonumber(ARGV[a + 1])
   a = a + 2
@@ -11,4 +17,4 @@ for i = 1, #KEYS do
   end
   redis.call('PEXPIREAT', KEYS[i], expireAt)
 end
-return #KEYS
+return #KEYS - 1

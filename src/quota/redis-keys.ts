@@ -66,3 +66,8 @@ export function hitCounterKey(counter: string): string {
 export function reportAggregateKey(id: AggregateId): string {
   return `twr:{twr}:${id.period}:${id.bucket}:${id.kind}${id.model === undefined ? '' : `:${encode(id.model)}`}`;
 }
+
+/** Marks a batch of report increments as applied (same slot as the aggregates). */
+export function reportBatchKey(batchId: string): string {
+  return `twr:{twr}:batch:${encode(batchId)}`;
+}

@@ -34,7 +34,8 @@ export interface TopMembers {
  * are applied together; aggregates expire on their own, so storage stays bounded by the retention.
  */
 export interface AggregateStore {
-  increment(batch: readonly AggregateIncrement[]): Promise<void>;
+  /** Applies the batch unless a batch with this id was applied before (within an hour): a resent batch counts once. */
+  increment(batchId: string, batch: readonly AggregateIncrement[]): Promise<void>;
   /** The `limit` highest members (all with Infinity). */
   top(id: AggregateId, limit: number): Promise<TopMembers>;
   /** Each member's score (0 when absent). */
@@ -52,7 +53,8 @@ export class MemoryAggregates implements AggregateStore {
 
   constructor(private readonly clock: () => number) {}
 
-  async increment(batch: readonly AggregateIncrement[]): Promise<void> {
+  async increment(_batchId: string, batch: readonly AggregateIncrement[]): Promise<void> {
+    // Applied here and now or not at all (nothing to lose a reply to): no id needs remembering.
     const now = this.clock();
     for (const [key, aggregate] of this.aggregates) if (aggregate.expiresAtMs <= now) this.aggregates.delete(key);
     for (const { id, expiresAtMs, increments } of batch) {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { ConfigSnapshot } from '../config/snapshot.js';
 import { wordingOf, type LimitName } from '../limit-kinds.js';
 import type { Admission } from '../quota/engine.js';
@@ -81,14 +82,15 @@ const RECENT_DENIALS_KEPT = 200;
 /**
  * Usage reports: who used how many tokens per hour, day and month, per model and in all, and quota
  * denials per day — compact aggregates added up as requests settle, never a scan of counter keys.
- * Writing is batched in memory and flushed every second; a failed flush is counted and logged and
- * its increments are kept for the next one. Reports are accounting, not enforcement: the quota
+ * Writing is batched in memory and flushed every second; a failed flush is counted, logged and retried. Reports are accounting, not enforcement: the quota
  * counters stay the authority, and a reservation that expires unsettled is in them but not here.
  */
 export class UsageReports implements UsageObserver {
   private pending = new Map<string, { id: AggregateId; expiresAtMs: number; increments: Map<string, number> }>();
   private readonly recent: RecentDenial[] = [];
   private flushing: Promise<void> = Promise.resolve();
+  /** A batch sent but not known to be written. */
+  private inDoubt: { readonly batchId: string; readonly increments: readonly AggregateIncrement[] } | undefined;
   private readonly timer: NodeJS.Timeout;
   private failing = false;
 
@@ -133,24 +135,32 @@ export class UsageReports implements UsageObserver {
     return out;
   }
 
-  /** Writes what has been added up so far; resolves once it is in the store (or failed and was kept). */
+  /**
+   * Writes what has been added up so far; resolves once it is in the store, or failed and was kept.
+   * A batch that failed may still have been applied (its reply lost): it is retried as it was, under
+   * the same id, which the store applies at most once; what arrives meanwhile waits for the next batch.
+   */
   flush(): Promise<void> {
     const run = async () => {
-      const batch = this.pending;
-      if (batch.size === 0) return;
-      this.pending = new Map();
-      const increments: AggregateIncrement[] = [...batch.values()].map(({ id, expiresAtMs, increments }) => ({ id, expiresAtMs, increments: [...increments] }));
+      if (this.inDoubt === undefined) {
+        if (this.pending.size === 0) return;
+        const increments = [...this.pending.values()].map(({ id, expiresAtMs, increments }) => ({ id, expiresAtMs, increments: [...increments] }));
+        this.pending = new Map();
+        this.inDoubt = { batchId: randomUUID(), increments };
+      }
       try {
-        await this.deps.store.increment(increments);
+        await this.deps.store.increment(this.inDoubt.batchId, this.inDoubt.increments);
+        this.inDoubt = undefined;
         if (this.failing) this.deps.logger.info('usage reports written again');
         this.failing = false;
       } catch (err) {
-        // Kept for the next flush (added to what arrived since): nothing is lost while the store is away.
-        for (const { id, expiresAtMs, increments: adds } of increments) for (const [member, by] of adds) this.addTo(id, expiresAtMs, member, by);
         this.deps.metrics.storeErrors.inc({ operation: 'report' });
         if (!this.failing) this.deps.logger.warn({ err: (err as Error).message }, 'could not write usage reports; retrying every second');
         this.failing = true;
+        return;
       }
+      // What arrived while the batch was in doubt goes now, not a second later.
+      if (this.pending.size > 0) await run();
     };
     this.flushing = this.flushing.then(run, run);
     return this.flushing;
