@@ -24,6 +24,8 @@ system-deps:
 	command -v unzip >/dev/null || missing="$$missing unzip"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	/usr/bin/python3 -c 'import jinja2' 2>/dev/null || missing="$$missing python3-jinja2"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	[ -d /usr/share/fonts/truetype/nanum ] || missing="$$missing fonts-nanum"; \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; fi
 
 typecheck: $(NPM_STAMP)

@@ -14,6 +14,7 @@ import { StoreUnavailableError } from '../quota/store.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { routeReports } from './reports-routes.js';
+import { routeUi } from './ui/routes.js';
 import { admitAdmin, readBody, send, sendError } from './respond.js';
 import { quotaDenialOf, type UsageReports } from '../reports/usage-reports.js';
 
@@ -131,6 +132,7 @@ async function route(req: IncomingMessage, res: ServerResponse, deps: HttpDeps):
     return reload(res, deps);
   }
   if (await routeReports(req, res, deps, url)) return;
+  if (await routeUi(req, res, deps, url)) return;
   return sendError(res, 404, `No route for ${method} ${url.pathname}.`);
 }
 
