@@ -132,7 +132,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     clock,
     metrics,
     logger,
-    usage: reports,
+    userLabel,
     ...(kube ? { configured: () => kube.ready } : {}),
   });
   const gatekeeper = new Gatekeeper({

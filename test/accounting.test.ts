@@ -4,6 +4,7 @@ import { ADMIN, manualClock, startTestApp, type TestApp } from './helpers/app.js
 import { redisForThisFile } from './helpers/redis-server.js';
 import { runUsageLua, splitAt } from './helpers/usage-lua.js';
 import { jsonCompletion, sseCompletion } from './helpers/vllm-responses.js';
+import { eventually } from './helpers/eventually.js';
 
 const CONFIG = `
 defaults: { tokensPerMinute: 100000, tokensPerDay: 1000000, maxConcurrentRequests: 2 }
@@ -15,15 +16,6 @@ tokenization: { workers: 0 }
 `;
 
 const redisFile = redisForThisFile();
-
-async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const value = await read();
-    if (done(value) || Date.now() > deadline) return value;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe.each(['memory', 'redis'] as const)('access-log reconciliation (%s store)', (storeKind) => {
   let t: TestApp;

@@ -10,6 +10,7 @@ import { serviceDefinition } from '../src/envoy/protos.js';
 import { fromStruct, toStruct } from '../src/envoy/struct.js';
 import { ADMIN, startTestApp, type TestApp } from './helpers/app.js';
 import { jsonCompletion, sseCompletion } from './helpers/vllm-responses.js';
+import { eventually } from './helpers/eventually.js';
 
 const CONFIG = `
 defaults: { tokensPerMinute: 100000, tokensPerDay: 1000000 }
@@ -104,14 +105,6 @@ async function metric(pattern: RegExp): Promise<number> {
 }
 const checks = () => metric(/^tokenwarden_check_duration_seconds_count/);
 const settled = (rule: string) => metric(new RegExp(`^tokenwarden_settlements_total\\{rule="${rule}"`));
-async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await read();
-    if (done(value) || Date.now() > deadline) return value;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 async function waitFor(done: () => boolean, ms = 3000): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ADMIN, startTestApp, type TestApp } from './helpers/app.js';
 import { DroppingProxy } from './helpers/dropping-proxy.js';
 import { redisForThisFile, startRedisServer, type RedisServer } from './helpers/redis-server.js';
+import { eventually } from './helpers/eventually.js';
 
 /* The places where a client could get tokens without paying, or pay for what it did not use. */
 
@@ -23,15 +24,6 @@ reservation: { defaultCompletionTokens: 256 }
 `;
 
 const redisFile = redisForThisFile();
-
-async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value) || Date.now() > deadline) return value;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** `depth` levels of nested arrays around a string, as JSON text (too deep for JSON.stringify to write). */
 const nested = (depth: number) => '['.repeat(depth) + '"x"' + ']'.repeat(depth);

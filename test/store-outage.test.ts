@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { startTestApp } from './helpers/app.js';
 import { startRedisServer } from './helpers/redis-server.js';
+import { until } from './helpers/eventually.js';
 
 const config = (failOpen: boolean) => `
 defaults: { tokensPerMinute: 1000 }
@@ -11,14 +12,6 @@ identity: { trustUserHeader: true }
 failOpen: ${failOpen}
 `;
 const ask = { path: '/v1/completions', headers: { 'x-user-id': 'u' }, body: { model: 'm1', prompt: 'hi', max_tokens: 5 } };
-
-async function eventually(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('when Redis goes away', () => {
   it('fails closed by default: a 503 denial with an OpenAI body, /readyz not ready, and recovery when Redis returns', async () => {
@@ -36,7 +29,7 @@ describe('when Redis goes away', () => {
 
       const revived = spawn('redis-server', ['--port', String(redis.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
       try {
-        await eventually(async () => (await fetch(`${t.http}/readyz`)).status === 200);
+        await until(async () => (await fetch(`${t.http}/readyz`)).status === 200, 10_000);
         expect((await t.envoy.check(ask)).status).toBe(200);
       } finally {
         revived.kill('SIGKILL');

@@ -185,7 +185,7 @@ export class Gatekeeper {
         if (!(err instanceof StoreUnavailableError)) throw err;
         return this.storeUnavailable(config, err);
       }
-      if (early !== undefined) return this.remembered(user, model, config, early);
+      if (early !== undefined) return this.remembered(user, identity.groups, model, config, early);
     }
 
     let sequences: readonly number[];
@@ -240,17 +240,17 @@ export class Gatekeeper {
         responseHeaders: rateLimitHeaders(admission.view),
       };
     }
-    return this.remembered(user, model, config, admission);
+    return this.remembered(user, identity.groups, model, config, admission);
   }
 
   /**
    * The 429 for a denial; one that no smaller request escapes is remembered until it could lift (a
    * slot may free at any settlement, so concurrency briefly): a knocking caller is not counted again.
    */
-  private remembered(user: string, model: string, config: ConfigSnapshot, admission: Extract<Admission, { admitted: false }>): Verdict {
+  private remembered(user: string, groups: readonly string[], model: string, config: ConfigSnapshot, admission: Extract<Admission, { admitted: false }>): Verdict {
     const denial = denyByLimit(admission, model);
     this.deps.metrics.modelDecisions.inc({ model, result: 'rate_limited' });
-    const quotaDenial = quotaDenialOf(user, model, admission);
+    const quotaDenial = quotaDenialOf({ user, groups, model }, admission);
     this.deps.usage?.denied(quotaDenial);
     // A daily or monthly window that denies is as near its quota as a user gets: its share is reported
     // too (observe keeps only those windows), or a user refused all day would never show as near quota.

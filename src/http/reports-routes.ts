@@ -53,9 +53,10 @@ export async function routeReports(req: IncomingMessage, res: ServerResponse, de
     } else if (report === 'daily') {
       send(res, 200, await deps.reports.daily({ days: intParam(query, 'days', 1, 31, 31), ...(model === undefined ? {} : { model }) }));
     } else {
-      const user = query.get('user');
-      if (user === null || user === '') throw new QueryError("name the user: ?user=alice");
-      send(res, 200, await userReport({ engine: deps.engine, reports: deps.reports, config }, user, { groups: groupsParam(query), ...(model === undefined ? {} : { model }) }));
+      const users = query.getAll('user');
+      if (users.length !== 1 || users[0] === '') throw new QueryError('Name one user: ?user=alice');
+      const user = users[0]!;
+      send(res, 200, await userReport({ engine: deps.engine, reports: deps.reports, config }, user, { ...(query.has('groups') ? { groups: groupsParam(query) } : {}), ...(model === undefined ? {} : { model }) }));
     }
   } catch (err) {
     if (!(err instanceof QueryError)) throw err;

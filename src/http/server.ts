@@ -47,6 +47,8 @@ export async function startHttpServer(address: string, deps: HttpDeps): Promise<
         deps.metrics.storeErrors.inc({ operation: 'usage' });
         return send(res, 503, { error: { message: 'quota store unavailable', type: 'server_error', param: null, code: null } });
       }
+      // A client that hung up mid-body is no fault of ours: nothing to answer, nothing to page anyone about.
+      if (req.destroyed || (err as NodeJS.ErrnoException).code === 'ECONNRESET') return void deps.logger.debug({ err: (err as Error).message }, 'http client went away');
       deps.logger.error({ err }, 'http request failed');
       send(res, 500, { error: { message: 'internal error', type: 'server_error', param: null, code: null } });
     });
@@ -229,7 +231,7 @@ async function tokenize(req: IncomingMessage, res: ServerResponse, deps: HttpDep
     if (caller.kind === 'user') {
       const admission = await deps.engine.admitRequestOnly({ user: caller.user, groups: [], model });
       if (!admission.admitted) {
-        deps.reports.denied(quotaDenialOf(caller.user, model, admission));
+        deps.reports.denied(quotaDenialOf({ user: caller.user, groups: [], model }, admission));
         res.writeHead(429, { 'content-type': 'application/json', 'retry-after': String(retryAfterSeconds(admission.retryAfterMs ?? admission.windowMs)) });
         res.end(errorBody({ message: `Rate limit reached for ${model} on ${wordingOf(admission.limit)}.`, type: 'requests', param: null, code: 'rate_limit_exceeded' }));
         return;

@@ -68,8 +68,7 @@ export function bearerToken(header: string | undefined): string | undefined {
 
 function checked(value: unknown, via: Identity['via'], what: string, groups: readonly string[] = []): IdentityResult {
   if (typeof value !== 'string' || value.length === 0) return { error: `The ${what} does not name a user.` };
-  // A lone surrogate is not text: Redis keys (UTF-8) would merge it with U+FFFD.
-  if (value.length > MAX_USER_LENGTH || CONTROL_CHARACTERS.test(value) || !value.isWellFormed()) {
+  if (!acceptableUserId(value)) {
     return { error: `The ${what} is not an acceptable user id.` };
   }
   return { user: value, via, groups };
@@ -85,6 +84,11 @@ export function groupsFromClaim(claim: unknown): string[] {
   return values
     .filter((g): g is string => typeof g === 'string' && g.length > 0 && g.length <= MAX_USER_LENGTH && !CONTROL_CHARACTERS.test(g) && g.isWellFormed())
     .slice(0, MAX_GROUPS);
+}
+
+/** Whether a user id may name counters: not too long, no control characters, well-formed text (a lone surrogate would merge with U+FFFD in Redis keys). */
+export function acceptableUserId(value: string): boolean {
+  return value.length > 0 && value.length <= MAX_USER_LENGTH && !CONTROL_CHARACTERS.test(value) && value.isWellFormed();
 }
 
 function asRecord(value: unknown): Record<string, unknown> | undefined {

@@ -4,7 +4,7 @@ import type { Admission, Clock, QuotaEngine } from '../quota/engine.js';
 import { StoreUnavailableError, type HitCharge, type QuotaStore } from '../quota/store.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { quotaDenialOf, type UsageObserver } from '../reports/usage-reports.js';
+import { acceptableUserId } from '../identity/identify.js';
 import { reportShadowDenials } from '../telemetry/shadow-denials.js';
 import { applyReplaces, unitSeconds, upstreamCacheKey, type DescriptorEntry, type LimitOverride, type RateLimitConfig, type RateLimitRule, type RateLimitUnit } from './config.js';
 
@@ -72,8 +72,8 @@ export class RateLimitService {
       readonly logger: Logger;
       /** False until a configuration is in force (with --kube, until the first sync). */
       readonly configured?: () => boolean;
-      /** Told of every token descriptor over its quota (the usage reports). */
-      readonly usage?: Pick<UsageObserver, 'denied'>;
+      /** Label charged tokens by user too (metrics.userLabel, as the reconciler does). */
+      readonly userLabel?: boolean;
     },
   ) {}
 
@@ -149,7 +149,8 @@ export class RateLimitService {
     const user = entries.find((e) => e.key === tokens.userKey)?.value;
     const model = entries.find((e) => e.key === tokens.modelKey)?.value;
     if (user === undefined || model === undefined || user === '') return undefined;
-    return config.hasModel(model) ? { user, model } : 'unknown-model';
+    // Refused like an unknown model: a name ext_authz would never accept must not get counters (or reports) of its own.
+    return config.hasModel(model) && acceptableUserId(user) ? { user, model } : 'unknown-model';
   }
 
   /** The windows' totals, or 'unavailable' when the store failed and the configuration fails closed. */
@@ -173,7 +174,8 @@ export class RateLimitService {
       const admission = await this.deps.engine.charge({ ...scope, groups: [], tokens });
       this.onStoreAnswered();
       if (admission.admitted) reportShadowDenials(this.deps, { ...scope, wouldDeny: admission.wouldDeny, via: 'ratelimit' });
-      else this.deps.usage?.denied(quotaDenialOf(scope.user, scope.model, admission));
+      // Charged whether or not it fit (counted first, compared after), as the reports count it.
+      if (tokens > 0) this.deps.metrics.tokensCharged.inc({ kind: 'descriptor', model: scope.model, ...(this.deps.userLabel ? { user: scope.user } : {}) }, tokens);
       return admission;
     } catch (err) {
       if (!(err instanceof StoreUnavailableError)) throw err;

@@ -4,8 +4,8 @@ import { reportAggregateKey, reportBatchKey } from '../quota/redis-keys.js';
 import { StoreUnavailableError } from '../quota/store.js';
 import type { AggregateId, AggregateIncrement, AggregateStore, TopMembers } from './counter-sets.js';
 
-/** How long an applied batch's id is remembered: longer than any retry of it takes. */
-const BATCH_ID_TTL_MS = 3600_000;
+/** How long an applied batch's id is remembered: longer than UsageReports resends a batch (5.5 h); one small key per flush. */
+const BATCH_ID_TTL_MS = 6 * 3600_000;
 const INCREMENT_SCRIPT = readFileSync(new URL('../quota/increment-aggregates.lua', import.meta.url), 'utf8');
 
 type WithScript = (Redis | Cluster) & { twIncrementAggregates(numKeys: number, keysAndArgs: Array<string | number>): Promise<number> };

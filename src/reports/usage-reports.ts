@@ -17,6 +17,8 @@ export interface SettledUsage {
 /** A request refused by a quota (a 429). */
 export interface QuotaDenial {
   readonly user: string;
+  /** The caller's groups (from its JWT) when it was refused. */
+  readonly groups: readonly string[];
   readonly model: string;
   readonly limit: LimitName;
   readonly limitValue: number;
@@ -25,8 +27,8 @@ export interface QuotaDenial {
   readonly retryAfterMs: number | undefined;
 }
 
-export function quotaDenialOf(user: string, model: string, admission: Extract<Admission, { admitted: false }>): QuotaDenial {
-  return { user, model, limit: admission.limit, limitValue: admission.limitValue, requested: admission.requested, retryAfterMs: admission.retryAfterMs };
+export function quotaDenialOf(who: { user: string; groups: readonly string[]; model: string }, admission: Extract<Admission, { admitted: false }>): QuotaDenial {
+  return { ...who, limit: admission.limit, limitValue: admission.limitValue, requested: admission.requested, retryAfterMs: admission.retryAfterMs };
 }
 
 export interface RecentDenial extends QuotaDenial {
@@ -78,6 +80,8 @@ export interface DailyReport {
 /** The aggregates are written this often (and at close): a settlement costs no store round trip of its own. */
 const FLUSH_EVERY_MS = 1000;
 const RECENT_DENIALS_KEPT = 200;
+/** How long a sent batch may be resent: less than the store remembers applied batches' ids (BATCH_ID_TTL_MS). */
+const BATCH_RESEND_WINDOW_MS = 5.5 * 3600_000;
 
 /**
  * Usage reports: who used how many tokens per hour, day and month, per model and in all, and quota
@@ -89,8 +93,9 @@ export class UsageReports implements UsageObserver {
   private pending = new Map<string, { id: AggregateId; expiresAtMs: number; increments: Map<string, number> }>();
   private readonly recent: RecentDenial[] = [];
   private flushing: Promise<void> = Promise.resolve();
-  /** A batch sent but not known to be written. */
-  private inDoubt: { readonly batchId: string; readonly increments: readonly AggregateIncrement[] } | undefined;
+  private readonly current: Partial<Record<ReportPeriod, { readonly timeZone: string; readonly instance: PeriodInstance }>> = {};
+  /** A batch sent but not known to be written, and when it was first sent. */
+  private inDoubt: { readonly batchId: string; readonly sentAtMs: number; increments: readonly AggregateIncrement[] } | undefined;
   private readonly timer: NodeJS.Timeout;
   private failing = false;
 
@@ -142,11 +147,22 @@ export class UsageReports implements UsageObserver {
    */
   flush(): Promise<void> {
     const run = async () => {
+      const now = this.deps.clock();
+      // Kept through a long outage, aggregates whose retention has passed are dropped, not sent: memory stays bounded.
+      for (const [key, entry] of this.pending) if (entry.expiresAtMs <= now) this.pending.delete(key);
+      if (this.inDoubt !== undefined) {
+        this.inDoubt.increments = this.inDoubt.increments.filter((i) => i.expiresAtMs > now);
+        // Past the store's memory of its id, a resend could count twice: better to lose it, and say so.
+        if (now - this.inDoubt.sentAtMs > BATCH_RESEND_WINDOW_MS) {
+          this.deps.logger.warn({ batch: this.inDoubt.batchId }, 'a usage-report batch could not be confirmed before its id expired; dropped (it may or may not be counted)');
+          this.inDoubt = undefined;
+        }
+      }
       if (this.inDoubt === undefined) {
         if (this.pending.size === 0) return;
         const increments = [...this.pending.values()].map(({ id, expiresAtMs, increments }) => ({ id, expiresAtMs, increments: [...increments] }));
         this.pending = new Map();
-        this.inDoubt = { batchId: randomUUID(), increments };
+        this.inDoubt = { batchId: randomUUID(), sentAtMs: now, increments };
       }
       try {
         await this.deps.store.increment(this.inDoubt.batchId, this.inDoubt.increments);
@@ -248,7 +264,14 @@ export class UsageReports implements UsageObserver {
   }
 
   private periodAt(period: ReportPeriod, atMs: number, ago = 0): PeriodInstance {
-    return periodAt(period, atMs, this.timeZone(), ago);
+    const timeZone = this.timeZone();
+    if (ago !== 0) return periodAt(period, atMs, timeZone, ago);
+    // Every settlement asks for the current hour, day and month: reading the zone's clock each time would cost more than the rest.
+    const cached = this.current[period];
+    if (cached !== undefined && cached.timeZone === timeZone && atMs >= cached.instance.startMs && atMs < cached.instance.endMs) return cached.instance;
+    const instance = periodAt(period, atMs, timeZone);
+    this.current[period] = { timeZone, instance };
+    return instance;
   }
 
   private timeZone(): string {

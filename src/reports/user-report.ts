@@ -23,6 +23,8 @@ export interface UserModelReport {
 export interface UserReport {
   readonly user: string;
   readonly groups: readonly string[];
+  /** Where the groups came from: the query, the groups of the user's latest 429 on this replica, or none. */
+  readonly groupsFrom: 'query' | 'lastDenial' | 'none';
   readonly timeZone: string;
   readonly source: ConfigSnapshot['source'];
   readonly deniedToday: number;
@@ -38,13 +40,18 @@ export interface UserReport {
 export async function userReport(
   deps: { readonly engine: QuotaEngine; readonly reports: UsageReports; readonly config: ConfigSnapshot },
   user: string,
-  options: { readonly model?: string; readonly groups: readonly string[] },
+  options: { readonly model?: string; readonly groups?: readonly string[] },
 ): Promise<UserReport> {
   const { engine, reports, config } = deps;
+  // Group limits depend on the caller's JWT, which a report cannot see: unless told, it takes the
+  // groups the user's latest 429 on this replica carried — the ones that denied.
+  const lastDenial = options.groups === undefined ? reports.recentDenials(1, user)[0] : undefined;
+  const groups = options.groups ?? lastDenial?.groups ?? [];
+  const groupsFrom: UserReport['groupsFrom'] = options.groups !== undefined ? 'query' : lastDenial !== undefined ? 'lastDenial' : 'none';
   const models = options.model === undefined ? config.modelNames : [options.model];
-  const [usage, totals] = await Promise.all([engine.usage(user, options.model, options.groups), reports.userTotals(user, models)]);
+  const [usage, totals] = await Promise.all([engine.usage(user, options.model, groups), reports.userTotals(user, models)]);
   const modelReports = usage.map((m, i): UserModelReport => {
-    const explained = config.explainLimits(user, m.model, options.groups);
+    const explained = config.explainLimits(user, m.model, groups);
     const windows = m.windows.map((w) => ({ ...w, enforcedBy: explained[w.window].enforced, shadowBy: explained[w.window].shadow }));
     const concurrency = m.concurrentRequests;
     const exhausted: LimitName[] = windows.filter((w) => w.remaining === 0).map((w) => w.window);
@@ -67,7 +74,8 @@ export async function userReport(
   });
   return {
     user,
-    groups: options.groups,
+    groups,
+    groupsFrom,
     timeZone: config.settings.dailyReset.timeZone,
     source: config.source,
     deniedToday: modelReports.reduce((sum, m) => sum + m.deniedToday, 0),

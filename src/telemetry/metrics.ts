@@ -75,7 +75,9 @@ export function createMetrics(options: { processMetrics?: boolean; userLabel?: b
     }),
     tokensCharged: new Counter({
       name: 'tokenwarden_tokens_charged_total',
-      help: 'Tokens finally charged at settlement, by kind (prompt, completion) and model' + (options.userLabel ? ' and user.' : '.'),
+      help:
+        'Tokens finally charged, by kind (prompt and completion at settlement; descriptor: charged through the rate-limit service\'s token descriptors) and model' +
+        (options.userLabel ? ' and user.' : '.'),
       labelNames: options.userLabel ? (['kind', 'model', 'user'] as const) : (['kind', 'model'] as const),
       registers: [registry],
     }),

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadRequestError } from '../../openai/request.js';
+import { groupsFromClaim } from '../../identity/identify.js';
 import { userReport } from '../../reports/user-report.js';
 import { TokenizerUnavailableError } from '../../tokens/errors.js';
 import { readBody, send, sendError } from '../respond.js';
@@ -37,7 +38,9 @@ export async function serveApi(name: string, req: IncomingMessage, res: ServerRe
       if (user === null || user === '' || user.length > MAX_USER_LENGTH || !user.isWellFormed()) {
         return sendError(res, 400, `Name one user of at most ${MAX_USER_LENGTH} characters: ?user=NAME.`);
       }
-      return send(res, 200, userView(await userReport({ engine: deps.engine, reports: deps.reports, config }, user, { groups: [] })));
+      // The groups the user's JWT would carry (the page cannot see their tokens), read as the engine reads the claim.
+      const groups = url.searchParams.has('groups') ? { groups: groupsFromClaim(url.searchParams.getAll('groups')) } : {};
+      return send(res, 200, userView(await userReport({ engine: deps.engine, reports: deps.reports, config }, user, groups)));
     }
     case 'count':
       return count(req, res, deps);

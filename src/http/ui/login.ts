@@ -6,21 +6,21 @@ import type { UiDeps } from './deps.js';
 import { sendHtml } from './html.js';
 import { loginPage, messagePage } from './pages.js';
 import { arrivedOverHttps, isSameOriginPost } from './request-checks.js';
-import { clearedSessionCookie, isValidSession, newSession, sessionCookie, sessionCookies } from './session.js';
+import { clearedSessionCookie, sessionCookie, sessionCookies, type Sessions } from './session.js';
 
 /** A login form holds one token: anything longer is not one. */
 const MAX_LOGIN_BODY_BYTES = 4096;
 
-/** Whether the request carries a session made for the admin token configured now. */
-export function hasSession(req: IncomingMessage, config: ConfigSnapshot): boolean {
+/** Whether the request carries a live session made for the admin token configured now. */
+export function hasSession(req: IncomingMessage, config: ConfigSnapshot, sessions: Sessions): boolean {
   const digest = config.settings.admin.tokenSha256;
   if (digest === undefined) return false;
   const now = Date.now();
-  return sessionCookies(req.headers.cookie).some((value) => isValidSession(value, digest, now));
+  return sessionCookies(req.headers.cookie).some((id) => sessions.isValid(id, digest, now));
 }
 
 /** POST /ui/login (form field `token`): a session cookie and a redirect to /ui, or 401 and the form again. */
-export async function login(req: IncomingMessage, res: ServerResponse, deps: UiDeps, adminTokenSha256: string): Promise<void> {
+export async function login(req: IncomingMessage, res: ServerResponse, deps: UiDeps, sessions: Sessions, adminTokenSha256: string): Promise<void> {
   if (!isSameOriginPost(req)) {
     req.resume();
     return sendHtml(res, 403, messagePage('Refused', 'Log in from the usage page itself: this request came from another site.'));
@@ -34,13 +34,14 @@ export async function login(req: IncomingMessage, res: ServerResponse, deps: UiD
   }
   deps.logger.info({ remote: req.socket.remoteAddress }, 'usage page login');
   // 303: the browser follows with a GET, so a reload never resends the token.
-  res.writeHead(303, { location: '/ui', 'set-cookie': sessionCookie(newSession(adminTokenSha256, Date.now()), arrivedOverHttps(req)) });
+  res.writeHead(303, { location: '/ui', 'set-cookie': sessionCookie(sessions.create(adminTokenSha256, Date.now()), arrivedOverHttps(req)) });
   res.end();
 }
 
-/** POST /ui/logout: clears the cookie (the session itself simply expires; nothing is stored). */
-export function logout(req: IncomingMessage, res: ServerResponse): void {
+/** POST /ui/logout: ends the session (a copy of the cookie is worthless from now on) and clears the cookie. */
+export function logout(req: IncomingMessage, res: ServerResponse, sessions: Sessions): void {
   if (!isSameOriginPost(req)) return sendHtml(res, 403, messagePage('Refused', 'Log out from the usage page itself: this request came from another site.'));
+  for (const id of sessionCookies(req.headers.cookie)) sessions.end(id);
   res.writeHead(303, { location: '/ui', 'set-cookie': clearedSessionCookie(arrivedOverHttps(req)) });
   res.end();
 }

@@ -84,6 +84,8 @@ export function usagePage(data: UsagePageData): Html {
 <form id="user-form" method="get" action="/ui" class="inline">
 <label for="user-name">User</label>
 <input id="user-name" name="user" value="${data.selectedUser}" autocomplete="off" spellcheck="false" maxlength="256" required>
+<label for="user-groups" title="Group limits apply to callers whose JWT carries the group; this page cannot see their tokens">Groups (one per line)</label>
+<textarea id="user-groups" name="groups" rows="1" autocomplete="off" spellcheck="false"></textarea>
 <button type="submit">Show</button>
 </form>
 <div id="user-report"></div>

@@ -12,6 +12,10 @@ import { hasSession, login, logout } from './login.js';
 import { disabledPage, loginPage, usagePage } from './pages.js';
 import { hasUiHeader, UI_HEADER } from './request-checks.js';
 import { applySecurityHeaders } from './security-headers.js';
+import { Sessions } from './session.js';
+
+/** Each HTTP server's sessions (its deps object stands for it). */
+const sessionsOf = new WeakMap<UiDeps, Sessions>();
 
 const ASSETS: Readonly<Record<string, { type: string; body: string }>> = {
   '/ui/app.js': { type: 'text/javascript; charset=utf-8', body: APP_JS },
@@ -47,25 +51,29 @@ export async function routeUi(req: IncomingMessage, res: ServerResponse, deps: U
     return true;
   }
 
+  let sessions = sessionsOf.get(deps);
+  if (sessions === undefined) sessionsOf.set(deps, (sessions = new Sessions()));
   const config = deps.config();
   const adminDigest = config.settings.admin.tokenSha256;
   if (adminDigest === undefined) {
+    // Disabling the page ends its sessions: configuring a token again later must not revive them.
+    sessions.clear();
     req.resume();
     if (api !== undefined) sendError(res, 403, 'The usage page is disabled: no admin token is configured (admin.tokenSha256).');
     else sendHtml(res, 403, disabledPage());
     return true;
   }
-  if (path === '/ui/login') await login(req, res, deps, adminDigest);
-  else if (path === '/ui/logout') logout(req, res);
+  if (path === '/ui/login') await login(req, res, deps, sessions, adminDigest);
+  else if (path === '/ui/logout') logout(req, res, sessions);
   else if (api !== undefined) {
     if (!hasUiHeader(req)) {
       req.resume();
       sendError(res, 403, `Requests for the page's data must carry the header ${UI_HEADER}: 1.`);
-    } else if (!hasSession(req, config)) {
+    } else if (!hasSession(req, config, sessions)) {
       req.resume();
       sendError(res, 401, 'Log in at /ui first (the session has ended or was never started).');
     } else await serveApi(api, req, res, deps, url);
-  } else if (!hasSession(req, config)) sendHtml(res, 200, loginPage(false));
+  } else if (!hasSession(req, config, sessions)) sendHtml(res, 200, loginPage(false));
   else await showPage(res, deps, url);
   return true;
 }

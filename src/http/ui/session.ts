@@ -1,33 +1,45 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 
 export const SESSION_COOKIE = 'tokenwarden_ui';
 export const SESSION_SECONDS = 8 * 60 * 60;
+/** Sessions kept at most; past that the oldest ends (a page for a few operators, not a crowd). */
+const MAX_SESSIONS = 1000;
 
 /**
- * Signs sessions. Random per process, so nothing is stored and a restart ends every session; a
- * session is also bound to the admin token's configured digest, so changing the token ends them too.
- * (A cookie made on one replica is refused by another: the page is meant to be reached on one pod.)
+ * The page's sessions, kept in this process: a random id in the cookie (never the token), ended by
+ * logging out, by expiry, by a restart, and by any change of the admin token — a session is bound to
+ * the token's configured digest, and disabling the page forgets them all. (A session made on one
+ * replica is unknown to another: the page is meant to be reached on one pod.)
  */
-const KEY = randomBytes(32);
-const MAC_BYTES = 32;
+export class Sessions {
+  private readonly sessions = new Map<string, { readonly expiresAtMs: number; readonly adminDigest: Buffer }>();
 
-function mac(expiresAt: number, adminTokenSha256: string): Buffer {
-  return createHmac('sha256', KEY).update(`${expiresAt}\n${adminTokenSha256}`).digest();
-}
+  create(adminTokenSha256: string, nowMs: number): string {
+    for (const [id, session] of this.sessions) if (session.expiresAtMs <= nowMs) this.sessions.delete(id);
+    if (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
+    const id = randomBytes(32).toString('base64url');
+    this.sessions.set(id, { expiresAtMs: nowMs + SESSION_SECONDS * 1000, adminDigest: Buffer.from(adminTokenSha256) });
+    return id;
+  }
 
-/** A session cookie value: its expiry (unix seconds) and a MAC over it and the admin token's digest. The token itself is never in it. */
-export function newSession(adminTokenSha256: string, nowMs: number): string {
-  const expiresAt = Math.floor(nowMs / 1000) + SESSION_SECONDS;
-  return `${expiresAt}.${mac(expiresAt, adminTokenSha256).toString('base64url')}`;
-}
+  isValid(id: string, adminTokenSha256: string, nowMs: number): boolean {
+    const session = this.sessions.get(id);
+    if (session === undefined) return false;
+    const digest = Buffer.from(adminTokenSha256);
+    if (session.expiresAtMs <= nowMs || digest.length !== session.adminDigest.length || !timingSafeEqual(digest, session.adminDigest)) {
+      this.sessions.delete(id);
+      return false;
+    }
+    return true;
+  }
 
-export function isValidSession(value: string, adminTokenSha256: string, nowMs: number): boolean {
-  const match = /^(\d{1,12})\.([A-Za-z0-9_-]{43})$/.exec(value);
-  if (!match) return false;
-  const expiresAt = Number(match[1]);
-  if (expiresAt * 1000 <= nowMs) return false;
-  const given = Buffer.from(match[2]!, 'base64url');
-  return given.length === MAC_BYTES && timingSafeEqual(given, mac(expiresAt, adminTokenSha256));
+  end(id: string): void {
+    this.sessions.delete(id);
+  }
+
+  clear(): void {
+    this.sessions.clear();
+  }
 }
 
 /** Every value the Cookie header gives our cookie (a browser may send several of one name, from other paths). */

@@ -31,6 +31,8 @@ export interface UserModelView {
 
 export interface UserView {
   readonly user: string;
+  readonly groups: readonly string[];
+  readonly groupsFrom: UserReport['groupsFrom'];
   readonly timeZone: string;
   readonly configSource: string;
   readonly deniedToday: number;
@@ -42,6 +44,8 @@ export interface UserView {
 export function userView(report: UserReport): UserView {
   return {
     user: report.user,
+    groups: report.groups,
+    groupsFrom: report.groupsFrom,
     timeZone: report.timeZone,
     configSource: describeSource(report.source),
     deniedToday: report.deniedToday,

@@ -184,6 +184,7 @@ export const APP_JS = String.raw`'use strict';
 
   // Drill-down.
   let shownUser = null;
+  let shownGroups = [];
   function limitRow(l) {
     return el('tr', { class: l.exhausted ? 'exhausted' : null, 'data-limit': l.name },
       el('td', null, l.wording),
@@ -214,6 +215,7 @@ export const APP_JS = String.raw`'use strict';
       el('p', { class: 'summary' },
         el('span', null, 'User ', el('strong', { class: 'user-name' }, r.user)),
         el('span', null, '429s today: ', el('strong', null, fmt.format(r.deniedToday))),
+        r.groups.length ? el('span', null, 'As a member of: ' + r.groups.join(' | ') + (r.groupsFrom === 'lastDenial' ? ' (the groups of their latest 429 here)' : '')) : null,
         el('span', { class: 'muted' }, 'Days in ' + r.timeZone + '; limits from ' + r.configSource + '.')),
       r.models.map(modelSection),
       el('h3', null, 'Recent denials (this replica)'),
@@ -223,12 +225,15 @@ export const APP_JS = String.raw`'use strict';
   async function refreshUser() {
     const name = shownUser;
     if (name === null) return;
-    const report = await api('user?user=' + encodeURIComponent(name));
+    const query = new URLSearchParams({ user: name });
+    for (const group of shownGroups) query.append('groups', group);
+    const report = await api('user?' + query.toString());
     if (name === shownUser) $('user-report').replaceChildren(userSection(report));
   }
 
   async function showUser(name) {
     shownUser = name;
+    shownGroups = $('user-groups').value.split('\n').filter((g) => g !== '');
     $('user-name').value = name;
     window.history.replaceState(null, '', '/ui?user=' + encodeURIComponent(name));
     try {
