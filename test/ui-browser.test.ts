@@ -145,6 +145,14 @@ describe('the usage page in Chromium', () => {
     expect(await korean.locator('tr[data-limit="maxConcurrentRequests"]').textContent()).toContain('0 / 4');
     expect(await korean.locator('.badge').textContent()).toBe('refusing now: requests per minute');
     expect(await korean.locator('svg.bar rect.fill.full').count()).toBeGreaterThanOrEqual(1);
+    // Each bar's length is its share of the limit: requests per minute full (2 of 2), the day's tokens a part of it.
+    const fillOf = async (limit: string) => Number(await korean.locator(`tr[data-limit="${limit}"] svg.bar rect.fill`).getAttribute('width'));
+    expect(await fillOf('requestsPerMinute')).toBe(200);
+    const label = await korean.locator('tr[data-limit="tokensPerDay"] svg.bar').getAttribute('aria-label');
+    const [used, limit] = /^([\d,]+) of ([\d,]+)$/.exec(label!)!.slice(1).map((n) => Number(n.replaceAll(',', '')));
+    expect(used).toBeGreaterThan(0);
+    expect(await fillOf('tokensPerDay')).toBe(Math.round((used! / limit!) * 200));
+    expect(await fillOf('maxConcurrentRequests')).toBe(0);
     // Tokens per minute and per day, requests per minute, concurrency: the limited ones (per hour and month are unlimited).
     expect(await korean.locator('svg.bar').count()).toBe(4);
     expect(await korean.locator('tr[data-limit="tokensPerHour"]').textContent()).toContain('unlimited');
