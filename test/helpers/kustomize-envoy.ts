@@ -1,4 +1,4 @@
-import { isMap, parseDocument, type YAMLMap, type YAMLSeq } from 'yaml';
+import { isMap, parseDocument, type Document, type YAMLMap, type YAMLSeq } from 'yaml';
 
 /**
  * Renders envoy/envoy.yaml (the one source of Envoy's configuration) for a Kubernetes topology. The
@@ -15,8 +15,54 @@ import { isMap, parseDocument, type YAMLMap, type YAMLSeq } from 'yaml';
  * - gateway: vllm_llama_3_2_1b stays (vllm-llama-3-2-1b:8000, a headless Service); each further model
  *   gets a copy of that cluster on its own Service and a copy of the virtual host matching its client
  *   Service's host names, whose catch-all route goes to that cluster.
+ * - with `rateLimit` (overlays/<topology>-ratelimit, the chart's rateLimit.enabled): Envoy's ratelimit
+ *   filter (RATE_LIMIT_FILTER) right after ext_authz, calling tokenwarden's rate-limit service on the
+ *   gRPC cluster ext_authz uses, and on every virtual host's catch-all route the actions
+ *   (RATE_LIMIT_ACTIONS) that send the user and model ext_authz put into the dynamic metadata. The
+ *   routes to tokenwarden's HTTP port get none: the filter makes no call there.
  */
 export type Topology = 'sidecar' | 'gateway';
+
+/**
+ * The rate-limit domain of the filter, and of the sample rules (deploy/kustomize/components/ratelimit/
+ * ratelimit.yaml, the chart's rateLimit.rules): tokenwarden's rate-limit service answers by domain.
+ */
+export const RATE_LIMIT_DOMAIN = 'llm';
+
+/**
+ * Envoy's ratelimit filter, as README ("Rate-limit service") configures it: failure_mode_deny (a
+ * failed call is refused, not let through uncounted: 503, as ext_authz's) and the filter's own timeout
+ * (Envoy's default is 20 ms).
+ */
+export const RATE_LIMIT_FILTER = {
+  name: 'envoy.filters.http.ratelimit',
+  typed_config: {
+    '@type': 'type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit',
+    domain: RATE_LIMIT_DOMAIN,
+    timeout: '0.25s',
+    failure_mode_deny: true,
+    // As ext_authz's status_on_error: tokenwarden unreachable is a 503 whichever filter notices (Envoy's default here is 500).
+    status_on_error: { code: 'ServiceUnavailable' },
+    rate_limit_service: {
+      transport_api_version: 'V3',
+      grpc_service: { envoy_grpc: { cluster_name: 'tokenwarden' } },
+    },
+  },
+};
+
+/** One descriptor per request: [user, model], both from ext_authz's dynamic metadata (tokenwarden's Check answer). */
+export const RATE_LIMIT_ACTIONS = [
+  {
+    actions: ['user', 'model'].map((key) => ({
+      metadata: { descriptor_key: key, metadata_key: { key: 'envoy.filters.http.ext_authz', path: [{ key }] }, source: 'DYNAMIC' },
+    })),
+  },
+];
+
+export interface RenderOptions {
+  /** Add Envoy's ratelimit filter against tokenwarden's rate-limit service. */
+  rateLimit?: boolean;
+}
 
 export const LOOPBACK = '127.0.0.1';
 const TOKENWARDEN_CLUSTERS = ['tokenwarden', 'tokenwarden_http'];
@@ -32,7 +78,7 @@ export function virtualHostDomains(service: string): string[] {
   return [service, `${service}:*`, `${service}.*`];
 }
 
-export function renderEnvoyConfig(reference: string, topology: Topology): string {
+export function renderEnvoyConfig(reference: string, topology: Topology, options: RenderOptions = {}): string {
   const doc = parseDocument(reference);
   const clusters = doc.getIn(['static_resources', 'clusters']) as YAMLSeq<YAMLMap>;
   const cluster = (name: string) => {
@@ -45,6 +91,8 @@ export function renderEnvoyConfig(reference: string, topology: Topology): string
   if (!models) throw new Error(`envoy/envoy.yaml has no virtual host ${REFERENCE_VIRTUAL_HOST}`);
 
   for (const name of TOKENWARDEN_CLUSTERS) pointAt(cluster(name), LOOPBACK, 'STATIC');
+  // Before the gateway copies the virtual host, so that every copy limits the same way.
+  if (options.rateLimit) addRateLimit(doc, models);
 
   if (topology === 'sidecar') {
     const vllm = cluster(REFERENCE_VLLM_CLUSTER);
@@ -69,7 +117,7 @@ export function renderEnvoyConfig(reference: string, topology: Topology): string
   }
 
   doc.commentBefore = [
-    ` GENERATED from envoy/envoy.yaml for the ${topology} topology by test/helpers/kustomize-envoy.ts:`,
+    ` GENERATED from envoy/envoy.yaml for the ${topology} topology${options.rateLimit ? ' with the ratelimit filter' : ''} by test/helpers/kustomize-envoy.ts:`,
     ' do not edit; change envoy/envoy.yaml and run `npx vitest run test/kustomize.test.ts -u`.',
     ...(topology === 'sidecar'
       ? [' Differences: tokenwarden and tokenwarden_http are STATIC on 127.0.0.1 (tokenwarden is in this pod);', ` vllm_llama_3_2_1b is ${SIDECAR_VLLM_CLUSTER}, STATIC on 127.0.0.1 (this pod's vLLM), the catch-all route's cluster.`]
@@ -77,8 +125,27 @@ export function renderEnvoyConfig(reference: string, topology: Topology): string
           ' Differences: tokenwarden and tokenwarden_http are STATIC on 127.0.0.1 (tokenwarden is in this pod);',
           ...GATEWAY_EXTRA_MODELS.map((m) => ` cluster ${m.cluster} (${m.vllmService}:8000) and virtual host ${m.clientService} (its Service's host names) for ${m.model}.`),
         ]),
+    ...(options.rateLimit
+      ? [
+          ` Rate limits: the filter ${RATE_LIMIT_FILTER.name} after ext_authz (domain ${RATE_LIMIT_DOMAIN}, tokenwarden's gRPC cluster), and rate_limits`,
+          ' sending [user, model] from ext_authz\'s metadata on the catch-all routes (deploy/kustomize/README.md, "Rate limits").',
+        ]
+      : []),
   ].join('\n');
   return doc.toString({ lineWidth: 0 });
+}
+
+function addRateLimit(doc: Document, models: YAMLMap): void {
+  const filters = doc.getIn(['static_resources', 'listeners', 0, 'filter_chains', 0, 'filters', 0, 'typed_config', 'http_filters']) as YAMLSeq<YAMLMap>;
+  const authz = filters.items.findIndex((f) => f.get('name') === 'envoy.filters.http.ext_authz');
+  if (authz < 0) throw new Error('envoy/envoy.yaml has no ext_authz filter');
+  const filter = doc.createNode(RATE_LIMIT_FILTER) as YAMLMap;
+  filter.commentBefore =
+    " Requests ext_authz admitted, counted by tokenwarden's rate-limit service against the rules of\n" +
+    ' --ratelimit-config (envoyproxy/ratelimit format); over a limit: 429 from Envoy itself.';
+  filters.items.splice(authz + 1, 0, filter);
+  const route = (models.get('routes') as YAMLSeq<YAMLMap>).items.at(-1)!.get('route') as YAMLMap;
+  route.set('rate_limits', doc.createNode(RATE_LIMIT_ACTIONS));
 }
 
 function rename(cluster: YAMLMap, name: string): void {

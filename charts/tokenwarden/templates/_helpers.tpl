@@ -25,7 +25,29 @@ app.kubernetes.io/part-of: tokenwarden
 {{- end }}
 
 {{- define "tw.envoyYaml" -}}
-{{ .Values.envoy.config | default (.Files.Get (printf "files/envoy-%s.yaml" .Values.topology)) }}
+{{ .Values.envoy.config | default (.Files.Get (printf "files/envoy-%s%s.yaml" .Values.topology (ternary "-ratelimit" "" .Values.rateLimit.enabled))) }}
+{{- end }}
+
+{{- define "tw.rateLimitRules" -}}
+{{ .Values.rateLimit.rules | default (.Files.Get "files/ratelimit.yaml") }}
+{{- end }}
+
+{{/* With rateLimit.enabled: the rules directory for the tokenwarden container (deploy/kustomize/components/ratelimit). */}}
+{{- define "tw.rateLimitEnv" -}}
+{{- if .Values.rateLimit.enabled }}
+- { name: TOKENWARDEN_RATELIMIT_CONFIG, value: /etc/ratelimit }
+{{- end }}
+{{- end }}
+{{- define "tw.rateLimitMount" -}}
+{{- if .Values.rateLimit.enabled }}
+- { name: ratelimit-rules, mountPath: /etc/ratelimit, readOnly: true }
+{{- end }}
+{{- end }}
+{{- define "tw.rateLimitVolume" -}}
+{{- if .Values.rateLimit.enabled }}
+- name: ratelimit-rules
+  configMap: { name: {{ .Release.Name }}-ratelimit }
+{{- end }}
 {{- end }}
 
 {{- define "tw.limitsYaml" -}}
@@ -91,12 +113,14 @@ seccompProfile: { type: RuntimeDefault }
   {{- include "tw.pullPolicy" .Values.image.pullPolicy | nindent 2 }}
   args: [--grpc-addr, 127.0.0.1:9001, --http-addr, 0.0.0.0:8080, --kube, --configmap, {{ printf "%s-limits" .Release.Name | quote }}, --store, {{ .Values.store | quote }}]
   env:
+    {{- include "tw.rateLimitEnv" . | nindent 4 }}
     - { name: TOKENWARDEN_REDIS_URL, value: {{ include "tw.redisUrl" . | quote }} }
     - name: POD_NAME
       valueFrom: { fieldRef: { fieldPath: metadata.name } }
     - name: TOKENWARDEN_NAMESPACE
       valueFrom: { fieldRef: { fieldPath: metadata.namespace } }
     - { name: TOKENWARDEN_CACHE_DIR, value: /var/cache/tokenwarden }
+    {{- include "tw.hfTokenEnv" . | nindent 4 }}
   ports:
     - { name: tw-http, containerPort: 8080 }
   readinessProbe:
@@ -113,11 +137,28 @@ seccompProfile: { type: RuntimeDefault }
   securityContext:
     {{- include "tw.containerSecurity" (dict "uid" 1000) | nindent 4 }}
   volumeMounts:
+    {{- include "tw.rateLimitMount" . | nindent 4 }}
     - { name: tokenwarden-cache, mountPath: /var/cache/tokenwarden }
     - { name: kube-api-access, mountPath: /var/run/secrets/kubernetes.io/serviceaccount, readOnly: true }
 {{- end }}
 
+{{/* HF_TOKEN from the optional Secret vLLM reads too: tokenwarden downloads hub tokenizers (korean-llama's). */}}
+{{- define "tw.hfTokenEnv" -}}
+- name: HF_TOKEN
+  valueFrom: { secretKeyRef: { name: {{ .Values.vllm.hfTokenSecret.name }}, key: {{ .Values.vllm.hfTokenSecret.key }}, optional: true } }
+{{- end }}
+
+{{/* NetworkPolicy peers from values; an empty list would admit every source, so it is refused. */}}
+{{- define "tw.peers" -}}
+{{- $peers := index .root.Values.networkPolicy .key }}
+{{- if not $peers }}
+{{- fail (printf "networkPolicy.%s is empty: a NetworkPolicy rule without peers admits every source" .key) }}
+{{- end }}
+{{- toYaml $peers }}
+{{- end }}
+
 {{- define "tw.proxyVolumes" -}}
+{{- include "tw.rateLimitVolume" . }}
 - name: envoy-config
   configMap: { name: {{ include "tw.envoyConfigMap" . }} }
 - name: tokenwarden-cache
@@ -140,6 +181,13 @@ seccompProfile: { type: RuntimeDefault }
 {{- define "tw.validate" -}}
 {{- if not (has .Values.topology (list "sidecar" "gateway" "central")) }}
 {{- fail (printf "topology must be sidecar, gateway or central, not %q" .Values.topology) }}
+{{- end }}
+{{- if .Values.rateLimit.enabled }}
+{{- $rules := fromYaml (include "tw.rateLimitRules" .) }}
+{{- if or (hasKey $rules "Error") (not $rules.domain) }}{{ fail "rateLimit.rules: not a rules file with a domain (envoyproxy/ratelimit's format)" }}{{ end }}
+{{- if and (ne .Values.topology "central") (not (contains (printf "domain: %s\n" $rules.domain) (include "tw.envoyYaml" .))) }}
+{{- fail (printf "rateLimit.rules: domain %s, but envoy.yaml has no ratelimit filter asking in it" $rules.domain) }}
+{{- end }}
 {{- end }}
 {{- if ne .Values.topology "central" }}
 {{- $limits := fromYaml (include "tw.limitsYaml" .) }}
