@@ -68,8 +68,10 @@ describe.each(['memory', 'redis', 'redis cluster'] as const)('store contract: %s
     const a = await admitted(ask('u', 500, 'r1'));
     expect(a.reservationId).toBe('r1');
     expect(await used('u')).toEqual({ tokens: 500, day: 500, requests: 1, leases: 1 });
+    clock.advance(5000);
     const [outcome] = await engine.settle([{ user: 'u', model: 'm', reservationId: 'r1', charge: { kind: 'actual', tokens: 42 } }]);
-    expect(outcome).toEqual({ status: 'settled', reservedTokens: 500, promptTokens: 10, chargedTokens: 42, afterReset: false });
+    // admittedAtMs: when the reservation was made, not when it settled.
+    expect(outcome).toEqual({ status: 'settled', reservedTokens: 500, promptTokens: 10, chargedTokens: 42, afterReset: false, admittedAtMs: START });
     expect(await used('u')).toEqual({ tokens: 42, day: 42, requests: 1, leases: 0 });
   });
 

@@ -143,6 +143,24 @@ describe.each(['memory', 'redis'] as const)('usage reports (%s store)', (storeKi
     expect(report.recentDenials.map((d: { limit: string }) => d.limit)).toEqual(['requestsPerMinute', 'requestsPerMinute', 'requestsPerMinute']);
   });
 
+  it('counts a stream across local midnight in the day and month the quota charged it to (its admission)', async () => {
+    clock.set(Date.UTC(2026, 10, 30, 14, 59, 50)); // 23:59:50 on 30 November in Seoul
+    const res = await t.envoy.check({ headers: { 'x-user-id': 'erin' }, body: { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'a long answer, please' }], max_tokens: 50 } });
+    expect(res.status).toBe(200);
+    clock.advance(20_000); // 00:00:10 on 1 December
+    als.send([{ requestId: res.requestId, responseCode: 200, authzMetadata: res.metadata, usage: { promptTokens: res.metadata['prompt_tokens'] as number, completionTokens: 40 } }]);
+    await until(async () => (await usageOf('erin', 'llama-3.2-1b')).concurrent === 0);
+    const charged = (res.metadata['prompt_tokens'] as number) + 40;
+    const november = await get('/v1/reports/top?period=month&ago=1');
+    expect(november.body).toMatchObject({ label: '2026-11', users: [{ user: 'erin', tokens: charged }] });
+    expect((await get('/v1/reports/top?period=month')).body.users).toEqual([]);
+    const report = (await get('/v1/reports/user?user=erin&model=llama-3.2-1b')).body.models[0];
+    const window = (name: string) => report.windows.find((w: { window: string }) => w.window === name).used;
+    // The report and the quota agree: nothing of it today or this month.
+    expect([report.tokensToday, report.tokensThisMonth]).toEqual([window('tokensPerDay'), window('tokensPerMonth')]);
+    expect(report.tokensToday).toBe(0);
+  });
+
   it('keeps users apart whatever their names hold', async () => {
     const names = ['__proto__', 'a"b', '김민수', 'x,y', '..'];
     const charged: number[] = [];

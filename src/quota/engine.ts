@@ -348,7 +348,9 @@ export class QuotaEngine {
     // A settlement that charges nothing was no model request (a counted prompt, a request that never reached the model).
     const served = requests.flatMap((r, i) => {
       const outcome = outcomes[i]!;
-      return outcome.status === 'settled' && r.charge.kind !== 'nothing' ? [{ user: r.user, model: r.model, tokens: outcome.chargedTokens }] : [];
+      if (outcome.status !== 'settled' || r.charge.kind === 'nothing') return [];
+      // In the periods the quota charged: those of the admission, not of the settlement (a stream across midnight).
+      return [{ user: r.user, model: r.model, tokens: outcome.chargedTokens, atMs: outcome.admittedAtMs ?? now }];
     });
     if (served.length > 0) this.observer?.settled(served);
     return outcomes;

@@ -14,6 +14,7 @@ interface Reservation {
   readonly attempt: string;
   readonly promptTokens: number;
   readonly reservedTokens: number;
+  readonly admittedAtMs: number;
   readonly expiresAtMs: number;
   readonly epoch: number;
   /** What was charged where: [counter, bucket, cost, corrected at settlement]. */
@@ -95,6 +96,7 @@ export class MemoryStore implements QuotaStore {
         attempt: reservation.attempt,
         promptTokens: reservation.promptTokens,
         reservedTokens: reservation.reservedTokens,
+        admittedAtMs: reservation.nowMs,
         expiresAtMs: reservation.expiresAtMs,
         epoch: state.epoch,
         charges: counters.filter((c) => c.cost > 0).map((c) => [c.name, c.bucket, c.cost, c.countsTokens] as const),
@@ -139,7 +141,7 @@ export class MemoryStore implements QuotaStore {
     }
     live(state.leases, now)?.delete(id);
     state.tombstones.set(id, { value: true, expiresAtMs: now + plan.tombstoneTtlMs });
-    return { status: 'settled', reservedTokens: record.reservedTokens, promptTokens: record.promptTokens, chargedTokens: charged, afterReset };
+    return { status: 'settled', reservedTokens: record.reservedTokens, promptTokens: record.promptTokens, chargedTokens: charged, afterReset, admittedAtMs: record.admittedAtMs };
   }
 
   async readCounters(reads: readonly CounterRead[]): Promise<Buckets[]> {

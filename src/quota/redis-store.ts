@@ -118,6 +118,7 @@ export class RedisStore implements QuotaStore {
     const record = JSON.stringify({
       promptTokens: reservation.promptTokens,
       reservedTokens: reservation.reservedTokens,
+      admittedAtMs: reservation.nowMs,
       expiresAtMs: reservation.expiresAtMs,
       charges: counters.filter((c) => c.cost > 0).map((c) => [c.name, c.bucket, c.cost, c.countsTokens]),
     });
@@ -175,7 +176,15 @@ export class RedisStore implements QuotaStore {
     );
     if (reply[0] === 2) return { status: 'duplicate' };
     if (reply[0] === 3) return { status: 'unknown' };
-    return { status: 'settled', reservedTokens: reply[1]!, promptTokens: reply[2]!, chargedTokens: reply[3]!, afterReset: reply[4] === 1 };
+    return {
+      status: 'settled',
+      reservedTokens: reply[1]!,
+      promptTokens: reply[2]!,
+      chargedTokens: reply[3]!,
+      afterReset: reply[4] === 1,
+      // 0: a reservation made before its admission time was kept.
+      ...(reply[5] ? { admittedAtMs: reply[5] } : {}),
+    };
   }
 
   async readCounters(reads: readonly CounterRead[]): Promise<Buckets[]> {

@@ -48,4 +48,4 @@ end
 
 redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[4])
-return { 1, record.reservedTokens, record.promptTokens, charged, afterReset and 1 or 0 }
+return { 1, record.reservedTokens, record.promptTokens, charged, afterReset and 1 or 0, record.admittedAtMs or 0 }

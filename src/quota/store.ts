@@ -88,6 +88,8 @@ export type SettleOutcome =
       readonly chargedTokens: number;
       /** The counters were reset after the reservation was made: nothing of it was left to correct. */
       readonly afterReset: boolean;
+      /** When the reservation was made (the windows it charged); absent for a reservation made before this was kept. */
+      readonly admittedAtMs?: number;
     }
   | { readonly status: 'duplicate' }
   | { readonly status: 'unknown' };

@@ -12,6 +12,8 @@ export interface SettledUsage {
   readonly user: string;
   readonly model: string;
   readonly tokens: number;
+  /** When it was admitted: the periods it counts in are those the quota charged (default: now). */
+  readonly atMs?: number;
 }
 
 /** A request refused by a quota (a 429). */
@@ -113,9 +115,9 @@ export class UsageReports implements UsageObserver {
 
   settled(entries: readonly SettledUsage[]): void {
     const now = this.deps.clock();
-    for (const { user, model, tokens } of entries) {
+    for (const { user, model, tokens, atMs } of entries) {
       for (const period of REPORT_PERIODS) {
-        const instance = this.periodAt(period, now);
+        const instance = this.periodAt(period, atMs ?? now);
         if (tokens > 0) {
           this.add(instance, 'userTokens', undefined, user, tokens);
           this.add(instance, 'userTokens', model, user, tokens);
