@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AccessLogStandIn, type LoggedRequest } from './helpers/access-log-stand-in.js';
-import { ADMIN, manualClock, startTestApp, type TestApp } from './helpers/app.js';
+import { appWithAccessLogPerTest } from './helpers/app-with-access-log.js';
+import { ADMIN, manualClock } from './helpers/app.js';
 import { redisForThisFile } from './helpers/redis-server.js';
 import { runUsageLua, splitAt } from './helpers/usage-lua.js';
 import { jsonCompletion, sseCompletion } from './helpers/vllm-responses.js';
@@ -18,30 +19,17 @@ tokenization: { workers: 0 }
 const redisFile = redisForThisFile();
 
 describe.each(['memory', 'redis'] as const)('access-log reconciliation (%s store)', (storeKind) => {
-  let t: TestApp;
-  let als: AccessLogStandIn;
   const clock = manualClock(Date.UTC(2026, 10, 23, 10, 0, 0));
-
-  beforeEach(async () => {
-    clock.set(Date.UTC(2026, 10, 23, 10, 0, 0));
-    if (storeKind === 'redis') await redisFile.server.client().flushall();
-    t = await startTestApp({ configYaml: CONFIG, store: storeKind === 'memory' ? { kind: 'memory' } : { kind: 'redis', url: redisFile.server.url }, clock });
-    als = new AccessLogStandIn(t.app.grpcPort);
-  });
-  afterEach(async () => {
-    await als.end();
-    als.close();
-    await t.close();
-  });
+  const fixture = appWithAccessLogPerTest({ configYaml: CONFIG, store: storeKind, redis: redisFile, clock, startMs: Date.UTC(2026, 10, 23, 10, 0, 0) });
 
   async function usage(user: string, model = 'llama-3.2-1b') {
-    const body = (await (await fetch(`${t.http}/v1/usage/${user}?model=${model}`, { headers: ADMIN })).json()) as any;
+    const body = (await (await fetch(`${fixture.t.http}/v1/usage/${user}?model=${model}`, { headers: ADMIN })).json()) as any;
     const windows = Object.fromEntries(body.models[0].windows.map((w: { window: string; used: number }) => [w.window, w.used]));
     return { tokens: windows['tokensPerMinute'] as number, day: windows['tokensPerDay'] as number, requests: windows['requestsPerMinute'] as number, concurrent: body.models[0].concurrentRequests.used as number };
   }
 
   async function check(user: string, body: object) {
-    const res = await t.envoy.check({ headers: { 'x-user-id': user }, body });
+    const res = await fixture.t.envoy.check({ headers: { 'x-user-id': user }, body });
     expect(res.status).toBe(200);
     return res;
   }
@@ -54,7 +42,7 @@ describe.each(['memory', 'redis'] as const)('access-log reconciliation (%s store
   });
 
   async function settledCount(outcome: string): Promise<number> {
-    const text = await (await fetch(`${t.http}/metrics`)).text();
+    const text = await (await fetch(`${fixture.t.http}/metrics`)).text();
     const match = new RegExp(`tokenwarden_accesslog_entries_total\\{outcome="${outcome}"\\} (\\d+)`).exec(text);
     return Number(match?.[1] ?? 0);
   }
@@ -63,22 +51,22 @@ describe.each(['memory', 'redis'] as const)('access-log reconciliation (%s store
     const res = await check('ana', { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 500 });
     const reserved = res.metadata['reserved_tokens'] as number;
     expect(await usage('ana')).toMatchObject({ tokens: reserved, concurrent: 1 });
-    als.send([logged(res, { usage: { promptTokens: res.metadata['prompt_tokens'] as number, completionTokens: 37 } })]);
+    fixture.als.send([logged(res, { usage: { promptTokens: res.metadata['prompt_tokens'] as number, completionTokens: 37 } })]);
     const after = await eventually(() => usage('ana'), (u) => u.concurrent === 0);
     expect(after).toEqual({ tokens: (res.metadata['prompt_tokens'] as number) + 37, day: (res.metadata['prompt_tokens'] as number) + 37, requests: 1, concurrent: 0 });
   });
 
   it('charges more than reserved when the model produced more (no max_tokens given)', async () => {
     const res = await check('ben', { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'Write an essay' }] });
-    als.send([logged(res, { usage: { promptTokens: 40, completionTokens: 900 } })]);
+    fixture.als.send([logged(res, { usage: { promptTokens: 40, completionTokens: 900 } })]);
     expect((await eventually(() => usage('ben'), (u) => u.concurrent === 0)).tokens).toBe(940);
   });
 
   it('never charges a resent entry twice', async () => {
     const res = await check('cho', { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 100 });
     const entry = logged(res, { usage: { promptTokens: 30, completionTokens: 10 } });
-    als.send([entry, entry]);
-    als.send([entry]);
+    fixture.als.send([entry, entry]);
+    fixture.als.send([entry]);
     await eventually(() => settledCount('duplicate'), (n) => n === 2);
     expect(await settledCount('settled')).toBe(1);
     expect(await settledCount('duplicate')).toBe(2);
@@ -103,7 +91,7 @@ describe.each(['memory', 'redis'] as const)('access-log reconciliation (%s store
   ] as const)('settles an entry without usage when %s', async (_case, entry, expected) => {
     const user = `rule-${Math.random().toString(36).slice(2, 8)}`;
     const res = await check(user, { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 100 });
-    als.send([logged(res, entry as Partial<LoggedRequest>)]);
+    fixture.als.send([logged(res, entry as Partial<LoggedRequest>)]);
     const after = await eventually(() => usage(user), (u) => u.concurrent === 0);
     const reserved = res.metadata['reserved_tokens'] as number;
     expect(after.tokens).toBe(expected === 'reserved' ? reserved : 0);
@@ -111,27 +99,27 @@ describe.each(['memory', 'redis'] as const)('access-log reconciliation (%s store
   });
 
   it('counts open access-log streams', async () => {
-    const streams = async () => Number(/^tokenwarden_accesslog_streams (\d+)$/m.exec(await (await fetch(`${t.http}/metrics`)).text())?.[1]);
-    als.send([{ requestId: 'x', responseCode: 200 }]);
+    const streams = async () => Number(/^tokenwarden_accesslog_streams (\d+)$/m.exec(await (await fetch(`${fixture.t.http}/metrics`)).text())?.[1]);
+    fixture.als.send([{ requestId: 'x', responseCode: 200 }]);
     expect(await eventually(streams, (n) => n === 1)).toBe(1);
-    await als.end();
+    await fixture.als.end();
     expect(await eventually(streams, (n) => n === 0)).toBe(0);
   });
 
   it('ignores entries of requests that reserved nothing (denied or uncharged)', async () => {
-    als.send([{ requestId: 'denied-1', responseCode: 429 }, { requestId: 'get-1', responseCode: 200, authzMetadata: { user: 'gil' } }]);
+    fixture.als.send([{ requestId: 'denied-1', responseCode: 429 }, { requestId: 'get-1', responseCode: 200, authzMetadata: { user: 'gil' } }]);
     expect(await eventually(() => settledCount('not_reserved'), (n) => n === 2)).toBe(2);
   });
 
   it('settles a reservation whose entry never came by expiry: the slot frees itself, the charge stands', async () => {
     const res = await check('hal', { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 100 });
     await check('hal', { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 100 });
-    expect((await t.envoy.check({ headers: { 'x-user-id': 'hal' }, body: { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'x' }] } })).status).toBe(429);
+    expect((await fixture.t.envoy.check({ headers: { 'x-user-id': 'hal' }, body: { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'x' }] } })).status).toBe(429);
     clock.advance(120_001);
     expect((await usage('hal')).concurrent).toBe(0);
     const reserved = res.metadata['reserved_tokens'] as number;
     clock.advance(60_000);
-    als.send([logged(res, { usage: { promptTokens: 1, completionTokens: 1 } })]);
+    fixture.als.send([logged(res, { usage: { promptTokens: 1, completionTokens: 1 } })]);
     await eventually(() => settledCount('expired'), (n) => n === 1);
     const day = (await usage('hal')).day;
     expect(day).toBe(2 * reserved); // the late entry changed nothing
@@ -170,8 +158,8 @@ describe.each(['memory', 'redis'] as const)('access-log reconciliation (%s store
     const luaUsage = runUsageLua(responses.map((r) => r.chunks));
     responses.forEach(({ res }, i) => pending.push(logged(res, { usage: luaUsage[i]! })));
     // …and the access logger ships the entries in batches on two worker streams.
-    const second = new AccessLogStandIn(t.app.grpcPort);
-    for (let i = 0; i < pending.length; i += 5) (i % 10 === 0 ? als : second).send(pending.slice(i, i + 5));
+    const second = new AccessLogStandIn(fixture.t.app.grpcPort);
+    for (let i = 0; i < pending.length; i += 5) (i % 10 === 0 ? fixture.als : second).send(pending.slice(i, i + 5));
     await eventually(() => settledCount('settled'), (n) => n === pending.length);
     await second.end();
     second.close();
@@ -181,7 +169,7 @@ describe.each(['memory', 'redis'] as const)('access-log reconciliation (%s store
       expect(u.day).toBe(expected[model]);
       expect(u.concurrent).toBe(0);
     }
-    const metrics = await (await fetch(`${t.http}/metrics`)).text();
+    const metrics = await (await fetch(`${fixture.t.http}/metrics`)).text();
     const charged = [...metrics.matchAll(/^tokenwarden_tokens_charged_total\{[^}]*\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
     expect(charged).toBe(expected['llama-3.2-1b']! + expected['korean-llama']!);
     expect(metrics).toMatch(/tokenwarden_reservation_error_tokens_count\{model="korean-llama"\} 8/);

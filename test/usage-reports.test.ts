@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AccessLogStandIn } from './helpers/access-log-stand-in.js';
-import { ADMIN, manualClock, startTestApp, type TestApp } from './helpers/app.js';
+import { appWithAccessLogPerTest } from './helpers/app-with-access-log.js';
+import { ADMIN, manualClock } from './helpers/app.js';
 import { redisForThisFile, startRedisServer } from './helpers/redis-server.js';
 import { MemoryAggregates } from '../src/reports/counter-sets.js';
 import { RedisAggregates } from '../src/reports/redis-aggregates.js';
@@ -33,37 +33,24 @@ const START = Date.UTC(2026, 10, 30, 14, 30, 0);
 const redisFile = redisForThisFile();
 
 describe.each(['memory', 'redis'] as const)('usage reports (%s store)', (storeKind) => {
-  let t: TestApp;
-  let als: AccessLogStandIn;
   const clock = manualClock(START);
-
-  beforeEach(async () => {
-    clock.set(START);
-    if (storeKind === 'redis') await redisFile.server.client().flushall();
-    t = await startTestApp({ configYaml: CONFIG, store: storeKind === 'memory' ? { kind: 'memory' } : { kind: 'redis', url: redisFile.server.url }, clock });
-    als = new AccessLogStandIn(t.app.grpcPort);
-  });
-  afterEach(async () => {
-    await als.end();
-    als.close();
-    await t.close();
-  });
+  const fixture = appWithAccessLogPerTest({ configYaml: CONFIG, store: storeKind, redis: redisFile, clock, startMs: START });
 
   /** One request that the model answered with `completion` tokens, settled through the access log; resolves to what it was charged. */
   async function served(user: string, model: string, completion: number): Promise<number> {
-    const res = await t.envoy.check({ headers: { 'x-user-id': user }, body: { model, messages: [{ role: 'user', content: `안녕하세요, ${user}입니다.` }], max_tokens: 50 } });
+    const res = await fixture.t.envoy.check({ headers: { 'x-user-id': user }, body: { model, messages: [{ role: 'user', content: `안녕하세요, ${user}입니다.` }], max_tokens: 50 } });
     expect(res.status).toBe(200);
     const prompt = res.metadata['prompt_tokens'] as number;
-    als.send([{ requestId: res.requestId, responseCode: 200, authzMetadata: res.metadata, usage: { promptTokens: prompt, completionTokens: completion } }]);
+    fixture.als.send([{ requestId: res.requestId, responseCode: 200, authzMetadata: res.metadata, usage: { promptTokens: prompt, completionTokens: completion } }]);
     await until(async () => (await usageOf(user, model)).concurrent === 0);
     return prompt + completion;
   }
   async function usageOf(user: string, model: string) {
-    const body = (await (await fetch(`${t.http}/v1/reports/user?user=${encodeURIComponent(user)}&model=${model}`, { headers: ADMIN })).json()) as { models: Array<{ concurrentRequests: { used: number } }> };
+    const body = (await (await fetch(`${fixture.t.http}/v1/reports/user?user=${encodeURIComponent(user)}&model=${model}`, { headers: ADMIN })).json()) as { models: Array<{ concurrentRequests: { used: number } }> };
     return { concurrent: body.models[0]!.concurrentRequests.used };
   }
   const get = async (path: string) => {
-    const res = await fetch(`${t.http}${path}`, { headers: ADMIN });
+    const res = await fetch(`${fixture.t.http}${path}`, { headers: ADMIN });
     return { status: res.status, body: (await res.json()) as any };
   };
 
@@ -112,7 +99,7 @@ describe.each(['memory', 'redis'] as const)('usage reports (%s store)', (storeKi
 
   it('answers "why is alice denied" in one request: the exhausted window, where its limit comes from, and her 429s today', async () => {
     await served('alice', 'korean-llama', 300);
-    const denied = await t.envoy.check({ headers: { 'x-user-id': 'alice' }, body: { model: 'korean-llama', messages: [{ role: 'user', content: 'again' }], max_tokens: 200 } });
+    const denied = await fixture.t.envoy.check({ headers: { 'x-user-id': 'alice' }, body: { model: 'korean-llama', messages: [{ role: 'user', content: 'again' }], max_tokens: 200 } });
     expect(denied.status).toBe(429);
     const { status, body } = await get('/v1/reports/user?user=alice&model=korean-llama');
     expect(status).toBe(200);
@@ -135,7 +122,7 @@ describe.each(['memory', 'redis'] as const)('usage reports (%s store)', (storeKi
   it('counts 429s answered from a remembered denial too', async () => {
     await served('dave', 'korean-llama', 3);
     for (let i = 0; i < 3; i++) {
-      const res = await t.envoy.check({ headers: { 'x-user-id': 'dave' }, body: { model: 'korean-llama', messages: [{ role: 'user', content: 'x' }], max_tokens: 3 } });
+      const res = await fixture.t.envoy.check({ headers: { 'x-user-id': 'dave' }, body: { model: 'korean-llama', messages: [{ role: 'user', content: 'x' }], max_tokens: 3 } });
       expect(res.status).toBe(429);
     }
     const report = (await get('/v1/reports/user?user=dave')).body;
@@ -145,10 +132,10 @@ describe.each(['memory', 'redis'] as const)('usage reports (%s store)', (storeKi
 
   it('counts a stream across local midnight in the day and month the quota charged it to (its admission)', async () => {
     clock.set(Date.UTC(2026, 10, 30, 14, 59, 50)); // 23:59:50 on 30 November in Seoul
-    const res = await t.envoy.check({ headers: { 'x-user-id': 'erin' }, body: { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'a long answer, please' }], max_tokens: 50 } });
+    const res = await fixture.t.envoy.check({ headers: { 'x-user-id': 'erin' }, body: { model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'a long answer, please' }], max_tokens: 50 } });
     expect(res.status).toBe(200);
     clock.advance(20_000); // 00:00:10 on 1 December
-    als.send([{ requestId: res.requestId, responseCode: 200, authzMetadata: res.metadata, usage: { promptTokens: res.metadata['prompt_tokens'] as number, completionTokens: 40 } }]);
+    fixture.als.send([{ requestId: res.requestId, responseCode: 200, authzMetadata: res.metadata, usage: { promptTokens: res.metadata['prompt_tokens'] as number, completionTokens: 40 } }]);
     await until(async () => (await usageOf('erin', 'llama-3.2-1b')).concurrent === 0);
     const charged = (res.metadata['prompt_tokens'] as number) + 40;
     const november = await get('/v1/reports/top?period=month&ago=1');
@@ -174,9 +161,9 @@ describe.each(['memory', 'redis'] as const)('usage reports (%s store)', (storeKi
   });
 
   it('is the admin\'s only, and says what is wrong with a query', async () => {
-    expect((await fetch(`${t.http}/v1/reports/top`)).status).toBe(401);
-    expect((await fetch(`${t.http}/v1/reports/top`, { headers: { authorization: 'Bearer bob-key' } })).status).toBe(403);
-    expect((await fetch(`${t.http}/v1/reports/top`, { method: 'POST', headers: ADMIN })).status).toBe(405);
+    expect((await fetch(`${fixture.t.http}/v1/reports/top`)).status).toBe(401);
+    expect((await fetch(`${fixture.t.http}/v1/reports/top`, { headers: { authorization: 'Bearer bob-key' } })).status).toBe(403);
+    expect((await fetch(`${fixture.t.http}/v1/reports/top`, { method: 'POST', headers: ADMIN })).status).toBe(405);
     for (const [query, message] of [
       ['top?period=week', /period must be one of hour, day, month/],
       ['top?limit=0', /limit must be a whole number from 1 to 1000/],
