@@ -241,7 +241,16 @@ describe('values', () => {
       const docs = template('tokenwarden', '--set', `topology=${t}`);
       const rule = find(docs, 'PrometheusRule', 'tokenwarden')!;
       const file = parse(readFileSync('deploy/monitoring/prometheusrule.yaml', 'utf8'));
-      expect(rule.spec, t).toEqual(file.spec);
+      // Central differs in exactly the two access-log alerts, which go per deployment there (test/review-12c.test.ts).
+      if (t === 'central') {
+        type Rule = { alert?: string; expr: string };
+        const rules = (spec: typeof file.spec): Rule[] => spec.groups.flatMap((g: { rules: Rule[] }) => g.rules);
+        const perDeployment = new Set(['TokenwardenAccessLogStreamDown', 'TokenwardenReservationsUnsettled']);
+        expect(rules(rule.spec).map((r) => r.alert)).toEqual(rules(file.spec).map((r) => r.alert));
+        expect(rules(rule.spec).map((r) => r.expr)).toEqual(
+          rules(file.spec).map((r) => (perDeployment.has(r.alert ?? '') ? r.expr.replaceAll('(namespace, job, pod)', '(namespace, job)') : r.expr)),
+        );
+      } else expect(rule.spec, t).toEqual(file.spec);
       expect(rule.metadata.labels, t).toMatchObject(file.metadata.labels);
       const dashboard = find(docs, 'ConfigMap', 'tokenwarden-grafana-dashboard')!;
       const cm = parse(readFileSync('deploy/monitoring/grafana-dashboard-configmap.yaml', 'utf8'));
