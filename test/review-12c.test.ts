@@ -187,3 +187,22 @@ describe('review 12c: findings, fixed', () => {
     expect(failed ? output : '', 'alerts firing on a healthy central deployment').toBe('');
   }, 60_000);
 });
+
+describe('review 12c: noticed and fixed', () => {
+  it("Envoy runs one worker per CPU of its limit (not one per CPU of the node, each throttled and with its own access-log stream)", () => {
+    const cpus = (limit: string) => (limit.endsWith('m') ? Number(limit.slice(0, -1)) / 1000 : Number(limit));
+    const renders: Array<[string, Obj[]]> = [
+      ...['sidecar', 'gateway'].map((o): [string, Obj[]] => [`kustomize ${o}`, kustomize(`deploy/kustomize/overlays/${o}`)]),
+      ...['sidecar', 'gateway'].map((t): [string, Obj[]] => [`helm ${t}`, helm('--set', `topology=${t}`)]),
+    ];
+    for (const [where, docs] of renders) {
+      const envoys = docs.filter((d) => d.kind === 'Deployment').flatMap((d) => d.spec.template.spec.containers.filter((c: Obj) => c.name === 'envoy'));
+      expect(envoys.length, where).toBeGreaterThan(0);
+      for (const envoy of envoys) {
+        const at = envoy.args.indexOf('--concurrency');
+        expect(at, where).toBeGreaterThan(0);
+        expect(Number(envoy.args[at + 1]), where).toBe(Math.max(1, Math.floor(cpus(envoy.resources.limits.cpu))));
+      }
+    }
+  });
+});

@@ -83,7 +83,8 @@ seccompProfile: { type: RuntimeDefault }
   image: {{ .Values.envoy.image }}
   {{- include "tw.pullPolicy" .Values.envoy.pullPolicy | nindent 2 }}
   command: [envoy]
-  args: [-c, /etc/envoy/envoy.yaml, --disable-hot-restart, --drain-time-s, "30", --drain-strategy, immediate]
+  {{- /* --concurrency: one worker per CPU of Envoy's limit (deploy/kustomize/components/proxy/proxy.yaml says why). */}}
+  args: [-c, /etc/envoy/envoy.yaml, --disable-hot-restart, --drain-time-s, "30", --drain-strategy, immediate, --concurrency, "1"]
   ports:
     - { name: envoy-http, containerPort: 10000 }
   readinessProbe:
