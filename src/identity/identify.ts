@@ -17,7 +17,8 @@ export interface Credentials {
   readonly filterMetadata: Readonly<Record<string, unknown>>;
 }
 
-const MAX_USER_LENGTH = 256;
+/** The longest user id identity accepts (the usage page lets one type no more). */
+export const MAX_USER_LENGTH = 256;
 /** Groups of a claim beyond this many are ignored. */
 const MAX_GROUPS = 64;
 // Control characters in a user id are never legitimate and would poison logs and keys.
@@ -82,7 +83,7 @@ function checked(value: unknown, via: Identity['via'], what: string, groups: rea
 export function groupsFromClaim(claim: unknown): string[] {
   const values = Array.isArray(claim) ? claim : claim === undefined ? [] : [claim];
   return values
-    .filter((g): g is string => typeof g === 'string' && g.length > 0 && g.length <= MAX_USER_LENGTH && !CONTROL_CHARACTERS.test(g) && g.isWellFormed())
+    .filter((g): g is string => typeof g === 'string' && acceptableUserId(g))
     .slice(0, MAX_GROUPS);
 }
 

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadRequestError } from '../../openai/request.js';
-import { groupsFromClaim } from '../../identity/identify.js';
+import { groupsFromClaim, MAX_USER_LENGTH } from '../../identity/identify.js';
 import { userReport } from '../../reports/user-report.js';
 import { TokenizerUnavailableError } from '../../tokens/errors.js';
 import { readBody, send, sendError } from '../respond.js';
@@ -11,8 +11,6 @@ import { userView } from './user-view.js';
 
 export const TOP_USERS = 20;
 export const RECENT_DENIALS = 50;
-/** The longest user name identity accepts. */
-export const MAX_USER_LENGTH = 256;
 
 const METHODS: Readonly<Record<string, 'GET' | 'POST'>> = { decisions: 'GET', top: 'GET', user: 'GET', denials: 'GET', models: 'GET', count: 'POST' };
 
