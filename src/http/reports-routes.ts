@@ -5,7 +5,7 @@ import type { QuotaEngine } from '../quota/engine.js';
 import { MAX_AGO, REPORT_PERIODS, type ReportPeriod } from '../reports/periods.js';
 import type { UsageReports } from '../reports/usage-reports.js';
 import { userReport } from '../reports/user-report.js';
-import { admitAdmin, send, sendError } from './respond.js';
+import { admitAdmin, send, sendError, soleParam } from './respond.js';
 
 export interface ReportDeps {
   readonly config: () => ConfigSnapshot;
@@ -53,9 +53,8 @@ export async function routeReports(req: IncomingMessage, res: ServerResponse, de
     } else if (report === 'daily') {
       send(res, 200, await deps.reports.daily({ days: intParam(query, 'days', 1, 31, 31), ...(model === undefined ? {} : { model }) }));
     } else {
-      const users = query.getAll('user');
-      if (users.length !== 1 || users[0] === '') throw new QueryError('Name one user: ?user=alice');
-      const user = users[0]!;
+      const user = soleParam(query, 'user');
+      if (user === undefined) throw new QueryError('Name one user: ?user=alice');
       send(res, 200, await userReport({ engine: deps.engine, reports: deps.reports, config }, user, { ...(query.has('groups') ? { groups: groupsParam(query) } : {}), ...(model === undefined ? {} : { model }) }));
     }
   } catch (err) {

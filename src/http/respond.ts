@@ -39,3 +39,9 @@ export function send(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' });
   res.end(JSON.stringify(body));
 }
+
+/** A query parameter given exactly once and not empty; undefined when missing, empty or repeated (ambiguous). */
+export function soleParam(query: URLSearchParams, name: string): string | undefined {
+  const values = query.getAll(name);
+  return values.length === 1 && values[0] !== '' ? values[0] : undefined;
+}

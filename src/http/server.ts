@@ -15,7 +15,7 @@ import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { routeReports } from './reports-routes.js';
 import { routeUi } from './ui/routes.js';
-import { admitAdmin, readBody, send, sendError } from './respond.js';
+import { admitAdmin, readBody, send, sendError, soleParam } from './respond.js';
 import { quotaDenialOf, type UsageReports } from '../reports/usage-reports.js';
 
 export interface HttpServer {
@@ -143,12 +143,11 @@ async function route(req: IncomingMessage, res: ServerResponse, deps: HttpDeps):
  * every name: as a path segment, ".." or "." is a dot segment, refused as not in normal form.
  */
 function namedUser(route: string, segment: string | undefined, query: URLSearchParams): { user: string } | { error: string } {
-  const given = query.getAll('user');
   if (segment === undefined) {
-    const [user] = given;
-    return given.length === 1 && user ? { user } : { error: `Name one user: ${route}/{user} or ${route}?user=NAME.` };
+    const user = soleParam(query, 'user');
+    return user !== undefined ? { user } : { error: `Name one user: ${route}/{user} or ${route}?user=NAME.` };
   }
-  if (given.length > 0) return { error: 'Name the user in the path or with ?user=, not both.' };
+  if (query.has('user')) return { error: 'Name the user in the path or with ?user=, not both.' };
   try {
     return { user: decodeURIComponent(segment) };
   } catch {
